@@ -1,0 +1,159 @@
+"""``cera-rag index`` and ``cera-rag query``: build a Chroma collection and search it with evidence highlighted.
+
+Examples::
+
+    cera-rag index --split validation --model checkpoints/cera-best
+    cera-rag index notes/ --model checkpoints/cera-best --collection my-notes
+    cera-rag index --split validation --contriever          # the Contriever-style baseline collection
+    cera-rag query "Does drug A lower pain at 6 weeks compared with placebo?" -k 5
+    cera-rag query "..." --host 127.0.0.1 --port 8000      # the same against a `chroma run` server
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from cera_rag import store
+from cera_rag.errors import ConfigError
+
+#: Model used when ``--model`` is not given (unless ``--contriever``).
+DEFAULT_MODEL = os.environ.get("CERA_MODEL", "checkpoints/cera-best")
+#: Collection of the Contriever-style baseline when ``--collection`` is not given.
+CONTRIEVER_COLLECTION = "contriever-passages"
+
+_MODEL = typer.Option(None, "--model", "-m", help=f"Checkpoint folder or hub id [default: {DEFAULT_MODEL}].")
+_CONTRIEVER = typer.Option(
+    False, "--contriever", help="Contriever-style encoder: mean pooling, unnormalised dot product."
+)
+_STORE = typer.Option(None, "--store", help="Embedded Chroma folder [default: $CERA_CHROMA_DIR or the cache].")
+_HOST = typer.Option(None, "--host", help="Host of a `chroma run` server (instead of the embedded store).")
+_PORT = typer.Option(None, "--port", help="Port of that server [default: 8000].")
+_COLLECTION = typer.Option(
+    None,
+    "--collection",
+    "-c",
+    help=f"Collection [default: {store.DEFAULT_COLLECTION}, or {CONTRIEVER_COLLECTION}].",
+)
+_DEVICE = typer.Option(None, "--device", help="Torch device, e.g. cpu or cuda [default: auto].")
+
+
+def _encoder(model: str | None, contriever: bool, device: str | None) -> Any:
+    if model is None and not contriever:
+        model = DEFAULT_MODEL
+        if not Path(model).exists():
+            raise ConfigError(
+                f"No model at {model}; pass --model CHECKPOINT (a trained CERA folder or a hub id), "
+                "or --contriever for the baseline."
+            )
+    return store.load_encoder(model, contriever=contriever, device=device)
+
+
+def _collection(encoder: Any, collection: str | None, contriever: bool, path: Path | None, host: Any, port: Any):
+    name = collection or (CONTRIEVER_COLLECTION if contriever else store.DEFAULT_COLLECTION)
+    return store.open_for_encoder(encoder, name=name, path=path, host=host, port=port)
+
+
+def index(
+    directory: Path | None = typer.Argument(
+        None, help="Folder of .txt files to index (each file is split into passages)."
+    ),
+    split: str | None = typer.Option(
+        None, "--split", help="Index every passage of a processed Evidence Inference split instead."
+    ),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="Evidence Inference folder."),
+    passage_mode: str = typer.Option("sentences", "--passage-mode", help="sentences or windows (folders only)."),
+    model: str | None = _MODEL,
+    contriever: bool = _CONTRIEVER,
+    store_path: Path | None = _STORE,
+    host: str | None = _HOST,
+    port: int | None = _PORT,
+    collection: str | None = _COLLECTION,
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Passages embedded and written per step."),
+    device: str | None = _DEVICE,
+) -> None:
+    """Embed passages into a Chroma collection (idempotent: re-running resumes and adds no duplicates)."""
+    from rich.console import Console
+
+    if (directory is None) == (split is None):
+        raise ConfigError("Give either a DIRECTORY of .txt files or --split NAME (not both).")
+    if directory is not None:
+        if passage_mode not in ("sentences", "windows"):
+            raise ConfigError(f"--passage-mode must be 'sentences' or 'windows', not {passage_mode!r}.")
+        passages = store.passages_from_directory(directory, mode=passage_mode)  # type: ignore[arg-type]
+        source = str(directory)
+    else:
+        passages = store.passages_from_split(str(split), data_dir=data_dir)
+        source = f"split {split!r}"
+    encoder = _encoder(model, contriever, device)
+    coll = _collection(encoder, collection, contriever, store_path, host, port)
+    report = store.index_passages(encoder, coll, passages, batch_size=batch_size, show_progress=True)
+    Console().print(
+        f"[bold]{coll.name}[/]: {report.added} passages added, {report.skipped} already indexed"
+        + (f", {report.duplicates} repeated ids dropped" if report.duplicates else "")
+        + f" (from {source}; {coll.count()} in the collection)."
+    )
+
+
+def highlight(text: str, spans: list[Any]) -> Any:
+    """``rich.text.Text`` of ``text`` with every rationale span in bold, stronger spans brighter."""
+    from rich.text import Text
+
+    out = Text(text)
+    if not spans:
+        return out
+    top = max(float(s["weight"]) for s in spans) or 1.0
+    for s in spans:
+        style = "bold black on yellow" if float(s["weight"]) >= 0.5 * top else "bold yellow"
+        out.stylize(style, int(s["start"]), int(s["end"]))
+    return out
+
+
+def query(
+    text: str = typer.Argument(..., help="The question."),
+    k: int = typer.Option(5, "-k", "--top-k", min=1, help="Passages to return."),
+    where: str | None = typer.Option(
+        None, "--where", help='Chroma metadata filter as JSON, e.g. \'{"article_id": "1234"}\'.'
+    ),
+    top_fraction: float = typer.Option(0.2, "--top-fraction", min=0.0, max=1.0, help="Share of tokens highlighted."),
+    as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON lines instead."),
+    model: str | None = _MODEL,
+    contriever: bool = _CONTRIEVER,
+    store_path: Path | None = _STORE,
+    host: str | None = _HOST,
+    port: int | None = _PORT,
+    collection: str | None = _COLLECTION,
+    device: str | None = _DEVICE,
+) -> None:
+    """Search a collection; print passages with the evidence CERA attends to highlighted."""
+    from rich.console import Console
+    from rich.panel import Panel
+
+    try:
+        filt = json.loads(where) if where else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--where is not valid JSON ({exc}).") from None
+    encoder = _encoder(model, contriever, device)
+    coll = _collection(encoder, collection, contriever, store_path, host, port)
+    hits = store.query(encoder, coll, text, k=k, where=filt, top_fraction=top_fraction)
+    console = Console()
+    if as_json:
+        for h in hits:
+            console.print_json(json.dumps({"id": h.id, "score": h.score, "text": h.text, "spans": h.spans}))
+        return
+    if not hits:
+        console.print(f"No passages in {coll.name!r}" + (" match the filter." if filt else "; index some first."))
+        return
+    for rank, h in enumerate(hits, 1):
+        title = f"#{rank}  score {h.score:.4f}  [dim]{h.id}[/]"
+        console.print(Panel(highlight(h.text, h.spans), title=title, title_align="left"))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``index`` and ``query`` commands to the ``cera-rag`` app."""
+    app.command("index")(index)
+    app.command("query")(query)

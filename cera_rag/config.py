@@ -1,0 +1,144 @@
+"""Training configuration (pydantic), loadable from YAML, with named presets.
+
+Presets:
+
+* ``quick``: a few minutes on a 2-core CPU (the demo and slow tests): 300 train prompts, one
+  epoch, BM25 negatives, alignment on.
+* ``paper``: the CERA paper's recipe on our base encoder: CLS pooling, batch 8, 128 tokens,
+  lr 1e-6 with 10% linear warm-up, cosine triplet loss (margin 0.2) against the 5 most
+  subjective passages of the article, attention alignment lambda 0.05 over rationale tokens
+  with the paper's POS table, the paper's query template and 50-word windows.
+* ``best``: what wins on validation (see the README's table and ``configs/best.yaml``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from cera_rag.data.dataset import DataConfig
+from cera_rag.errors import ConfigError
+from cera_rag.paths import DEFAULT_BASE_MODEL
+
+NegativeStrategy = Literal["none", "random", "bm25", "subjective", "hybrid"]
+
+
+class TrainConfig(BaseModel):
+    """Everything a training run depends on; saved next to its checkpoints."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base_model: str = DEFAULT_BASE_MODEL
+    pooling: Literal["mean", "cls"] = "mean"
+    output_dir: str = "checkpoints/cera-best"
+    data: DataConfig = Field(default_factory=DataConfig)
+
+    negatives: NegativeStrategy = "hybrid"
+    n_negatives: int = Field(2, ge=0, le=20)
+    loss: Literal["triplet", "infonce"] = "infonce"
+    margin: float = Field(0.2, ge=0.0)
+    temperature: float = Field(0.05, gt=0.0)
+    in_batch_negatives: bool = True
+
+    alignment_weight: float = Field(0.05, ge=0.0, description="lambda of the attention-alignment loss")
+    alignment_support: Literal["rationale", "full"] = "full"
+    pos_table: Literal["paper", "evidence", "uniform"] = "evidence"
+    rationale_layer: int = -1
+
+    query_templates: Literal["train", "paper"] = "train"
+    max_query_length: int = Field(64, ge=8)
+    max_passage_length: int = Field(128, ge=16)
+
+    epochs: int = Field(1, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(3e-5, gt=0.0)
+    warmup_ratio: float = Field(0.1, ge=0.0, le=1.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    seed: int = 42
+    max_train_prompts: int | None = Field(None, ge=1, description="Subsample the train split (quick runs).")
+    max_steps: int | None = Field(None, ge=1)
+
+    eval_split: str = "validation"
+    eval_max_prompts: int | None = Field(None, ge=1)
+    checkpoint_every: int = Field(50, ge=1, description="Steps between resumable checkpoints.")
+    device: str | None = None
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "quick": {
+        "output_dir": "checkpoints/cera-quick",
+        "negatives": "bm25",
+        "n_negatives": 1,
+        "batch_size": 8,
+        "max_train_prompts": 240,
+        "eval_max_prompts": 80,
+        "max_passage_length": 96,
+        "checkpoint_every": 10,
+    },
+    "paper": {
+        "output_dir": "checkpoints/cera-paper",
+        "pooling": "cls",
+        "data": {"passage_mode": "windows", "window_words": 50, "overlap_words": 10},
+        "negatives": "subjective",
+        "n_negatives": 5,
+        "loss": "triplet",
+        "margin": 0.2,
+        "in_batch_negatives": False,
+        "alignment_weight": 0.05,
+        "alignment_support": "rationale",
+        "pos_table": "paper",
+        "query_templates": "paper",
+        "max_passage_length": 128,
+        "batch_size": 8,
+        "lr": 1e-6,
+        "epochs": 4,
+        "warmup_ratio": 0.1,
+        "weight_decay": 0.01,
+    },
+    "best": {"output_dir": "checkpoints/cera-best"},
+}
+
+
+def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_update(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(
+    preset: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Preset, then YAML file, then explicit overrides (later wins)."""
+    values: dict[str, Any] = {}
+    if preset:
+        if preset not in PRESETS:
+            raise ConfigError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+        values = _deep_update(values, PRESETS[preset])
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"Config file {p} does not exist.")
+        try:
+            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{p} must hold a mapping of config keys, got {type(loaded).__name__}.")
+        values = _deep_update(values, loaded)
+    values = _deep_update(values, {k: v for k, v in (overrides or {}).items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        raise ConfigError(f"Invalid training config: {exc}") from exc
+
+
+def save_config(config: TrainConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config.model_dump(), sort_keys=False), encoding="utf-8")

@@ -1,0 +1,1 @@
+"""Evaluation: retrieval (ranx), plausibility and faithfulness of rationales, comparisons and plots."""

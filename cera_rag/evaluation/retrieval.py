@@ -1,0 +1,162 @@
+"""Retrieval evaluation: qrels and runs over a processed split, scored with ``ranx``.
+
+Two pools:
+
+* ``"article"``: each query ranks the passages of its own article only (the CERA paper's
+  setting: find the evidence inside the trial report);
+* ``"corpus"``: each query ranks every passage of the split.
+
+A *system* is anything that embeds queries and passages (``encode_queries`` /
+``encode_passages``) or, for BM25, a lexical scorer; every model goes through the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from cera_rag.data.dataset import ProcessedSplit, PromptExample
+from cera_rag.data.queries import HELDOUT_TEMPLATES, PAPER_TEMPLATE, render
+
+Pool = Literal["article", "corpus"]
+
+#: Metrics reported everywhere (ranx names). ``recall@k`` counts all positives of a prompt;
+#: ``hit_rate@k`` is 1 when any positive is in the top k.
+DEFAULT_METRICS = (
+    "hit_rate@1",
+    "recall@1",
+    "recall@3",
+    "recall@5",
+    "recall@10",
+    "hit_rate@5",
+    "precision@1",
+    "precision@5",
+    "mrr@10",
+    "ndcg@10",
+    "map@10",
+)
+TRAIN_METRICS = ("hit_rate@1", "recall@1", "recall@5", "mrr@10", "ndcg@10")
+
+
+class Embedder(Protocol):
+    def encode_queries(self, texts: Sequence[str], batch_size: int = ...) -> np.ndarray: ...
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = ...) -> Any: ...
+
+
+def _stable_hash(text: str) -> int:
+    return int(hashlib.md5(text.encode("utf-8")).hexdigest()[:8], 16)
+
+
+def query_id(ex: PromptExample) -> str:
+    return f"{ex.prompt.prompt_id}"
+
+
+def query_text(ex: PromptExample, style: str = "paper") -> str:
+    """The evaluation query of a prompt: the paper's template, or a held-out natural phrasing."""
+    if style == "paper":
+        return render(PAPER_TEMPLATE, ex.prompt)
+    if style == "heldout":
+        # A fixed held-out phrasing per prompt (never used in training), rotating over the set.
+        template = HELDOUT_TEMPLATES[_stable_hash(ex.prompt.prompt_id) % len(HELDOUT_TEMPLATES)]
+        return render(template, ex.prompt)
+    raise ValueError(f"Unknown query style {style!r}; use 'paper' or 'heldout'.")
+
+
+def build_qrels(split: ProcessedSplit) -> dict[str, dict[str, int]]:
+    """Positive passages of every prompt with at least one."""
+    qrels: dict[str, dict[str, int]] = {}
+    for ex in split.examples:
+        if not ex.positives:
+            continue
+        passages = split.passages[ex.prompt.article_id]
+        qrels[query_id(ex)] = {passages[i].passage_id: 1 for i in ex.positives}
+    return qrels
+
+
+def _examples(split: ProcessedSplit, limit: int | None) -> list[PromptExample]:
+    exs = [ex for ex in split.examples if ex.positives]
+    return exs[:limit] if limit else exs
+
+
+def dense_run(
+    encoder: Embedder,
+    split: ProcessedSplit,
+    pool: Pool = "article",
+    query_style: str = "paper",
+    limit: int | None = None,
+    passage_vectors: np.ndarray | None = None,
+    batch_size: int = 64,
+    top_k: int = 100,
+) -> dict[str, dict[str, float]]:
+    """Scores of every query against its pool, keeping the ``top_k`` best per query."""
+    exs = _examples(split, limit)
+    articles = sorted({ex.prompt.article_id for ex in exs}) if pool == "article" else sorted(split.passages)
+    passages = [p for a in articles for p in split.passages[a]]
+    if passage_vectors is None:
+        passage_vectors = np.asarray(encoder.encode_passages([p.text for p in passages], batch_size=batch_size))
+    qv = encoder.encode_queries([query_text(ex, query_style) for ex in exs], batch_size=batch_size)
+    return _rank(exs, passages, passage_vectors, qv, pool, top_k)
+
+
+def _rank(
+    exs: list[PromptExample],
+    passages: list[Any],
+    passage_vectors: np.ndarray,
+    query_vectors: np.ndarray,
+    pool: Pool,
+    top_k: int,
+) -> dict[str, dict[str, float]]:
+    by_article: dict[str, list[int]] = {}
+    for i, p in enumerate(passages):
+        by_article.setdefault(p.article_id, []).append(i)
+    run: dict[str, dict[str, float]] = {}
+    all_idx = np.arange(len(passages))
+    for ex, q in zip(exs, query_vectors, strict=True):
+        idx = np.asarray(by_article[ex.prompt.article_id]) if pool == "article" else all_idx
+        scores = passage_vectors[idx] @ q
+        best = np.argsort(-scores, kind="stable")[:top_k]
+        run[query_id(ex)] = {passages[idx[j]].passage_id: float(scores[j]) for j in best}
+    return run
+
+
+def lexical_run(
+    score_fn: Callable[[str, list[str]], np.ndarray],
+    split: ProcessedSplit,
+    query_style: str = "paper",
+    limit: int | None = None,
+    top_k: int = 100,
+) -> dict[str, dict[str, float]]:
+    """Per-article run of a scorer ``score_fn(query, passage_texts) -> scores`` (e.g. BM25)."""
+    run: dict[str, dict[str, float]] = {}
+    for ex in _examples(split, limit):
+        passages = split.passages[ex.prompt.article_id]
+        scores = np.asarray(score_fn(query_text(ex, query_style), [p.text for p in passages]), dtype=np.float64)
+        best = np.argsort(-scores, kind="stable")[:top_k]
+        run[query_id(ex)] = {passages[j].passage_id: float(scores[j]) for j in best}
+    return run
+
+
+def evaluate_run(
+    qrels: dict[str, dict[str, int]],
+    run: dict[str, dict[str, float]],
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    per_query: bool = False,
+) -> dict[str, Any]:
+    """Mean metrics (and per-query values when asked) via ``ranx``."""
+    from ranx import Qrels, Run, evaluate
+
+    q = {k: v for k, v in qrels.items() if k in run}
+    if not q:
+        raise ValueError("The run holds none of the qrels' queries; nothing to evaluate.")
+    # ranx drops queries without results: give those an empty-but-present run entry.
+    r = {k: (run[k] or {"__none__": 0.0}) for k in q}
+    qrels_obj, run_obj = Qrels(q), Run(r)
+    means = evaluate(qrels_obj, run_obj, list(metrics), make_comparable=True)
+    out: dict[str, Any] = {m: float(means[m]) for m in metrics} if len(metrics) > 1 else {metrics[0]: float(means)}
+    if per_query:
+        out["per_query"] = {m: {k: float(v) for k, v in run_obj.scores[m].items()} for m in metrics}
+    return out

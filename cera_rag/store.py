@@ -1,0 +1,533 @@
+"""Chroma collections for CERA passages: one code path for an embedded store and a ``chroma run`` server.
+
+* ``get_client(path=...)`` opens an embedded ``PersistentClient`` (default: ``cache_dir()/chroma``);
+  ``get_client(host=..., port=...)`` talks to a server through ``HttpClient``. Everything else
+  takes the resulting collection, so both behave the same.
+* ``open_collection`` creates collections in the ``ip`` (inner product) space and records the
+  encoder's name and dimension (and pooling / normalisation) in the collection metadata; opening
+  it again with another encoder fails with ``CollectionMismatchError``.
+* ``index_passages`` upserts with deterministic ids (``Passage.passage_id``) and skips ids already
+  stored, so re-indexing is idempotent and an interrupted run resumes without duplicates.
+* ``query`` embeds a query, searches, and attaches the CERA rationale spans of every hit.
+
+Chroma's ``ip`` distance is ``1 - q·p``, for normalised and unnormalised (Contriever-style)
+vectors alike, so ``score = 1 - distance`` is the dot product in both cases.
+
+``chromadb`` is imported lazily: ``import cera_rag.store`` works without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from cera_rag.errors import ConfigError
+from cera_rag.spans import SPANS_KEY, SpanDict, span_to_dict, spans_to_json
+
+if TYPE_CHECKING:
+    from cera_rag.data.passages import Passage, PassageMode
+
+logger = logging.getLogger(__name__)
+
+#: Collection used when none is named.
+DEFAULT_COLLECTION = "cera-passages"
+#: Hub id of the Contriever checkpoint the comparison uses where the hub is reachable.
+CONTRIEVER_MODEL = "facebook/contriever"
+
+#: Collection-metadata keys that record the encoder a collection was built with.
+META_ENCODER = "cera_encoder"
+META_DIM = "cera_dim"
+META_POOLING = "cera_pooling"
+META_NORMALIZE = "cera_normalize"
+
+
+class CollectionMismatchError(ConfigError):
+    """A collection was built with another encoder (name, dimension, pooling or normalisation)."""
+
+
+class StoreError(ConfigError):
+    """Chroma is missing, unreachable, or a collection is unusable."""
+
+
+class EncoderLike(Protocol):
+    """What the store needs from an encoder (``cera_rag.model.CERAEncoder`` provides it)."""
+
+    name: str
+    dim: int
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+
+    def rationale_spans_batch(self, query: str, passages: Sequence[str], top_fraction: float = 0.2) -> Any: ...
+
+
+@dataclass
+class Hit:
+    """One retrieved passage: id, text, score (dot product), stored metadata and rationale spans."""
+
+    id: str
+    text: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: spans with offsets into ``text`` (empty when rationales were not requested)
+    spans: list[SpanDict] = field(default_factory=list)
+
+    def metadata_with_spans(self) -> dict[str, Any]:
+        """The stored metadata plus ``cera_rationale_spans`` (a JSON string) and ``cera_id``."""
+        return {**self.metadata, "cera_id": self.id, SPANS_KEY: spans_to_json(self.spans)}
+
+
+@dataclass
+class IndexReport:
+    """What ``index_passages`` did."""
+
+    added: int = 0
+    skipped: int = 0
+    duplicates: int = 0
+    ids: list[str] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------- client
+def _chromadb() -> Any:
+    try:
+        import chromadb
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise StoreError("chromadb is not installed; install it with `pip install 'cera-rag[chroma]'`.") from None
+    return chromadb
+
+
+def default_store_path() -> Path:
+    """``$CERA_CHROMA_DIR`` if set, else ``cache_dir()/chroma``."""
+    from cera_rag.paths import cache_dir
+
+    env = os.environ.get("CERA_CHROMA_DIR")
+    return Path(env).expanduser() if env else cache_dir() / "chroma"
+
+
+def get_client(path: str | os.PathLike[str] | None = None, host: str | None = None, port: int | None = None) -> Any:
+    """A Chroma client: embedded ``PersistentClient`` at ``path``, or ``HttpClient`` when host/port are given.
+
+    Args:
+        path: Folder of the embedded store (created if needed); default ``default_store_path()``.
+        host: Host of a ``chroma run`` server (e.g. ``127.0.0.1``); selects the HTTP client.
+        port: Port of that server (default 8000).
+
+    Raises:
+        StoreError: If both a path and a host are given, or the server cannot be reached.
+    """
+    chromadb = _chromadb()
+    from chromadb.config import Settings
+
+    settings = Settings(anonymized_telemetry=False)
+    if host is not None or port is not None:
+        if path is not None:
+            raise StoreError("Give either a store path (embedded Chroma) or host/port (a Chroma server), not both.")
+        host, port = host or "127.0.0.1", int(port or 8000)
+        try:
+            return chromadb.HttpClient(host=host, port=port, settings=settings)
+        except Exception as exc:  # chromadb raises plain ValueError/ConnectionError subclasses
+            raise StoreError(
+                f"Cannot reach a Chroma server at {host}:{port} ({exc}); start one with "
+                f"`chroma run --host {host} --port {port} --path DIR`."
+            ) from exc
+    folder = Path(path).expanduser() if path is not None else default_store_path()
+    folder.mkdir(parents=True, exist_ok=True)
+    return chromadb.PersistentClient(path=str(folder), settings=settings)
+
+
+# ------------------------------------------------------------------------------------ collection
+def _space(collection: Any) -> str | None:
+    config = getattr(collection, "configuration", None) or {}
+    hnsw = config.get("hnsw") if isinstance(config, Mapping) else None
+    space = hnsw.get("space") if isinstance(hnsw, Mapping) else None
+    if space is None:  # collections made with the legacy metadata key
+        space = (collection.metadata or {}).get("hnsw:space")
+    return space
+
+
+def collection_encoder(collection: Any) -> dict[str, Any]:
+    """The encoder a collection records: ``{"encoder", "dim", "pooling", "normalize", "space"}``."""
+    meta = collection.metadata or {}
+    return {
+        "encoder": meta.get(META_ENCODER),
+        "dim": meta.get(META_DIM),
+        "pooling": meta.get(META_POOLING),
+        "normalize": meta.get(META_NORMALIZE),
+        "space": _space(collection),
+    }
+
+
+def check_collection(
+    collection: Any,
+    encoder_name: str,
+    dim: int,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+) -> None:
+    """Raise ``CollectionMismatchError`` unless ``collection`` was built for this encoder.
+
+    Pooling and normalisation are compared only when both the caller and the collection give them.
+    """
+    info = collection_encoder(collection)
+    name = getattr(collection, "name", "?")
+    if info["encoder"] is None or info["dim"] is None:
+        raise CollectionMismatchError(
+            f"Collection {name!r} does not record a CERA encoder (no {META_ENCODER}/{META_DIM} metadata); "
+            "create it with cera_rag.store.open_collection, or index into a new collection name."
+        )
+    if info["space"] not in (None, "ip"):
+        raise CollectionMismatchError(
+            f"Collection {name!r} uses the {info['space']!r} distance; CERA collections use 'ip'. "
+            "Re-index into a new collection created with cera_rag.store.open_collection."
+        )
+    problems = []
+    if str(info["encoder"]) != str(encoder_name):
+        problems.append(f"encoder {info['encoder']!r} (you gave {encoder_name!r})")
+    if int(info["dim"]) != int(dim):
+        problems.append(f"dimension {info['dim']} (you gave {dim})")
+    if pooling is not None and info["pooling"] is not None and info["pooling"] != pooling:
+        problems.append(f"pooling {info['pooling']!r} (you gave {pooling!r})")
+    if normalize is not None and info["normalize"] is not None and bool(info["normalize"]) != bool(normalize):
+        problems.append(f"normalize={info['normalize']} (you gave normalize={normalize})")
+    if problems:
+        raise CollectionMismatchError(
+            f"Collection {name!r} was indexed with " + ", ".join(problems) + ". Vectors from different "
+            "encoders are not comparable: query it with the encoder it was built with, or re-index into "
+            "another collection name (or delete this one)."
+        )
+
+
+def open_collection(
+    encoder_name: str,
+    dim: int,
+    *,
+    path: str | os.PathLike[str] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    client: Any = None,
+    name: str = DEFAULT_COLLECTION,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+    create: bool = True,
+) -> Any:
+    """Open (or create) a CERA collection and check that it matches the encoder.
+
+    Args:
+        encoder_name: ``encoder.name``; recorded at creation, compared afterwards.
+        dim: ``encoder.dim``; recorded and compared likewise.
+        path: Embedded store folder (see ``get_client``).
+        host: Chroma server host (see ``get_client``).
+        port: Chroma server port.
+        client: An existing Chroma client (overrides path/host/port).
+        name: Collection name (3-512 characters of ``[a-zA-Z0-9._-]``).
+        pooling: Encoder pooling, recorded and compared when given.
+        normalize: Whether the encoder normalises, recorded and compared when given.
+        create: Create the collection when it does not exist (else ``StoreError``).
+
+    Returns:
+        The ``chromadb`` collection (no embedding function: vectors always come from the encoder).
+
+    Raises:
+        CollectionMismatchError: If the collection was built with another encoder or dimension.
+        StoreError: If it does not exist and ``create`` is false.
+    """
+    chromadb = _chromadb()
+    client = client if client is not None else get_client(path, host, port)
+    try:
+        collection = client.get_collection(name, embedding_function=None)
+    except chromadb.errors.NotFoundError:
+        if not create:
+            raise StoreError(f"No collection {name!r} in this Chroma store; index some passages first.") from None
+        metadata: dict[str, Any] = {META_ENCODER: str(encoder_name), META_DIM: int(dim)}
+        if pooling is not None:
+            metadata[META_POOLING] = str(pooling)
+        if normalize is not None:
+            metadata[META_NORMALIZE] = bool(normalize)
+        collection = client.get_or_create_collection(
+            name, configuration={"hnsw": {"space": "ip"}}, metadata=metadata, embedding_function=None
+        )
+    check_collection(collection, encoder_name, dim, pooling, normalize)
+    return collection
+
+
+def _encoder_config(encoder: Any) -> tuple[str | None, bool | None]:
+    config = getattr(encoder, "config", None)
+    return getattr(config, "pooling", None), getattr(config, "normalize", None)
+
+
+def open_for_encoder(encoder: Any, **kwargs: Any) -> Any:
+    """``open_collection`` with the name, dimension, pooling and normalisation of ``encoder``."""
+    pooling, normalize = _encoder_config(encoder)
+    return open_collection(encoder.name, encoder.dim, pooling=pooling, normalize=normalize, **kwargs)
+
+
+def check_encoder(collection: Any, encoder: Any) -> None:
+    """``check_collection`` for an encoder object."""
+    pooling, normalize = _encoder_config(encoder)
+    check_collection(collection, encoder.name, encoder.dim, pooling, normalize)
+
+
+# -------------------------------------------------------------------------------------- indexing
+Record = tuple[str, str, dict[str, Any]]
+
+
+def _scalar_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """Chroma takes str/int/float/bool (and lists of them); anything else is stored as JSON."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if value is None:
+            continue
+        if isinstance(value, (str, int, float, bool)):
+            out[str(key)] = value
+        elif hasattr(value, "item") and not hasattr(value, "__len__"):  # numpy scalar
+            out[str(key)] = value.item()
+        else:
+            out[str(key)] = json.dumps(value, default=str)
+    return out
+
+
+def as_record(item: Any) -> Record:
+    """``(id, text, metadata)`` for a ``Passage`` or an ``(id, text[, metadata])`` tuple."""
+    if hasattr(item, "passage_id") and hasattr(item, "text"):
+        meta = {
+            "article_id": item.article_id,
+            "passage_index": item.index,
+            "start": item.start,
+            "end": item.end,
+        }
+        return item.passage_id, item.text, meta
+    if isinstance(item, Sequence) and not isinstance(item, str) and len(item) in (2, 3):
+        pid, text = item[0], item[1]
+        meta = dict(item[2]) if len(item) == 3 and item[2] else {}
+        return str(pid), str(text), meta
+    raise TypeError(f"Cannot index {item!r}: give Passage objects or (id, text, metadata) tuples.")
+
+
+def _chunks(seq: Sequence[Record], size: int) -> Iterator[Sequence[Record]]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
+
+
+def index_passages(
+    encoder: Any,
+    collection: Any,
+    passages: Iterable[Any],
+    batch_size: int = 64,
+    show_progress: bool = False,
+    check: bool = True,
+) -> IndexReport:
+    """Embed and upsert passages, skipping ids the collection already holds.
+
+    Args:
+        encoder: A ``CERAEncoder`` (or anything with ``encode_passages``, ``name`` and ``dim``).
+        collection: A collection from ``open_collection``.
+        passages: ``Passage`` objects (id ``passage_id``) or ``(id, text, metadata)`` tuples.
+        batch_size: Passages embedded and written per step; each step is committed before the
+            next, so an interrupted run loses at most one batch and resumes from there.
+        show_progress: Show a rich progress bar.
+        check: Check first that the collection was built for this encoder.
+
+    Returns:
+        How many passages were added, skipped as already indexed, or dropped as repeated ids.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if check:
+        check_encoder(collection, encoder)
+    records: list[Record] = []
+    seen: set[str] = set()
+    report = IndexReport()
+    for item in passages:
+        rec = as_record(item)
+        if rec[0] in seen:
+            report.duplicates += 1
+            continue
+        seen.add(rec[0])
+        records.append(rec)
+    report.ids = [r[0] for r in records]
+    progress = None
+    task = None
+    if show_progress:
+        from rich.progress import Progress
+
+        progress = Progress(transient=False)
+        progress.start()
+        task = progress.add_task(f"Indexing into {getattr(collection, 'name', 'collection')}", total=len(records))
+    try:
+        for batch in _chunks(records, batch_size):
+            ids = [r[0] for r in batch]
+            existing = set(collection.get(ids=ids, include=[])["ids"])
+            todo = [r for r in batch if r[0] not in existing]
+            report.skipped += len(batch) - len(todo)
+            if todo:
+                vectors = encoder.encode_passages([r[1] for r in todo], batch_size=batch_size)
+                metadatas = [_scalar_metadata(r[2]) or None for r in todo]
+                collection.upsert(
+                    ids=[r[0] for r in todo],
+                    embeddings=np.asarray(vectors, dtype=np.float32),
+                    documents=[r[1] for r in todo],
+                    metadatas=metadatas if any(m is not None for m in metadatas) else None,
+                )
+                report.added += len(todo)
+            if progress is not None and task is not None:
+                progress.advance(task, len(batch))
+    finally:
+        if progress is not None:
+            progress.stop()
+    return report
+
+
+# ---------------------------------------------------------------------------------------- query
+def distance_to_score(distance: float) -> float:
+    """Chroma's ``ip`` distance (``1 - q·p``) back to the dot product."""
+    return 1.0 - float(distance)
+
+
+def query(
+    encoder: Any,
+    collection: Any,
+    text: str,
+    k: int = 5,
+    where: Mapping[str, Any] | None = None,
+    where_document: Mapping[str, Any] | None = None,
+    rationales: bool = True,
+    top_fraction: float = 0.2,
+) -> list[Hit]:
+    """The top-``k`` passages for ``text``, best first, each with its CERA rationale spans.
+
+    Args:
+        encoder: The encoder the collection was built with.
+        collection: A collection from ``open_collection``.
+        text: The query.
+        k: How many hits; fewer come back when the collection (or the filter) holds fewer.
+        where: A Chroma metadata filter, e.g. ``{"article_id": "PMC123"}``.
+        where_document: A Chroma document filter, e.g. ``{"$contains": "placebo"}``.
+        rationales: Compute ``encoder.rationale_spans`` for every hit (offsets into the hit's text).
+        top_fraction: Fraction of tokens kept as rationale (see ``CERAEncoder.rationale_spans``).
+    """
+    if k < 1 or collection.count() == 0:
+        return []
+    vector = np.asarray(encoder.encode_queries([text]), dtype=np.float32)[:1]
+    result = collection.query(
+        query_embeddings=vector,
+        n_results=int(k),
+        where=dict(where) if where else None,
+        where_document=dict(where_document) if where_document else None,
+        include=["documents", "metadatas", "distances"],
+    )
+    ids = result["ids"][0]
+    docs = (result.get("documents") or [[]])[0] or [""] * len(ids)
+    metas = (result.get("metadatas") or [[]])[0] or [None] * len(ids)
+    dists = (result.get("distances") or [[]])[0]
+    hits = [
+        Hit(id=i, text=d or "", score=distance_to_score(s), metadata=dict(m or {}))
+        for i, d, m, s in zip(ids, docs, metas, dists, strict=True)
+    ]
+    if rationales and hits:
+        spans = encoder.rationale_spans_batch(text, [h.text for h in hits], top_fraction=top_fraction)
+        for hit, ss in zip(hits, spans, strict=True):
+            hit.spans = [span_to_dict(s) for s in ss]
+    return hits
+
+
+# --------------------------------------------------------------------------------------- corpora
+def passages_from_directory(
+    directory: str | os.PathLike[str],
+    pattern: str = "*.txt",
+    mode: PassageMode = "sentences",
+    **split_kwargs: Any,
+) -> list[Passage]:
+    """Passages of every text file under ``directory`` (recursively); the article id is the relative path.
+
+    Raises:
+        StoreError: If the folder does not exist or holds no matching file.
+    """
+    from cera_rag.data.passages import split_passages
+
+    root = Path(directory).expanduser()
+    if not root.is_dir():
+        raise StoreError(f"{root} is not a folder; give a folder of {pattern} files to index.")
+    files = sorted(p for p in root.rglob(pattern) if p.is_file())
+    if not files:
+        raise StoreError(f"No {pattern} files under {root}.")
+    out: list[Passage] = []
+    for f in files:
+        article_id = f.relative_to(root).with_suffix("").as_posix()
+        out.extend(split_passages(f.read_text(encoding="utf-8", errors="replace"), article_id, mode, **split_kwargs))
+    return out
+
+
+def passages_from_split(
+    split: str, data_dir: str | os.PathLike[str] | None = None, config: Any = None
+) -> list[Passage]:
+    """Every passage of a processed Evidence Inference split (``cera_rag.data.dataset.load_processed``)."""
+    from cera_rag.data.dataset import load_processed
+
+    return load_processed(split, config, data_dir=data_dir).all_passages()
+
+
+# -------------------------------------------------------------------------------------- encoders
+def default_contriever_model() -> str:
+    """``facebook/contriever`` when the hub is usable (online, or the model is cached), else MiniLM.
+
+    On an offline machine the off-the-shelf ``all-MiniLM-L6-v2`` (shipped as a Python package)
+    stands in, used the way Contriever is: mean pooling, unnormalised dot product.
+    """
+    from cera_rag.paths import DEFAULT_BASE_MODEL
+
+    offline = any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+    if not offline:
+        return CONTRIEVER_MODEL
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(CONTRIEVER_MODEL, "config.json")
+    except Exception:  # noqa: BLE001 - any failure means "not cached"
+        cached = None
+    return CONTRIEVER_MODEL if isinstance(cached, str) else DEFAULT_BASE_MODEL
+
+
+def load_encoder(
+    name_or_path: str | os.PathLike[str] | None = None,
+    *,
+    contriever: bool = False,
+    device: str | None = None,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+) -> Any:
+    """Load a ``CERAEncoder``; ``contriever=True`` makes it Contriever-style (mean pooling, unnormalised).
+
+    Args:
+        name_or_path: Checkpoint folder or hub id. Required unless ``contriever`` (then the default
+            is ``default_contriever_model()``).
+        contriever: Use mean pooling and unnormalised vectors, as Contriever is used.
+        device: Torch device; default picks one.
+        pooling: Override the checkpoint's pooling (``"mean"`` or ``"cls"``).
+        normalize: Override the checkpoint's normalisation.
+    """
+    from cera_rag.model import CERAEncoder
+    from cera_rag.paths import resolve_model_path
+
+    if contriever:
+        pooling = pooling or "mean"
+        normalize = False if normalize is None else normalize
+        if name_or_path is None:
+            name_or_path = default_contriever_model()
+    if name_or_path is None:
+        raise ConfigError("Give a model: a checkpoint folder (e.g. checkpoints/cera-best) or a hub id.")
+    kwargs: dict[str, Any] = {"device": device}
+    if pooling is not None:
+        kwargs["pooling"] = pooling
+    if normalize is not None:
+        kwargs["normalize"] = normalize
+    return CERAEncoder.from_pretrained(resolve_model_path(name_or_path), **kwargs)

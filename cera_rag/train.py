@@ -1,0 +1,359 @@
+"""Training CERA: contrastive loss on (query, evidence, hard negatives) plus attention alignment.
+
+One step: sample a phrasing of each prompt, one positive passage and ``n_negatives`` mined
+negatives; embed queries and passages with the shared encoder; add
+``TripletLoss(q, p, n) + lambda * AttentionAlignmentLoss(CLS attention of p, POS-weighted rationale)``.
+
+Runs are resumable: every ``checkpoint_every`` steps (and on Ctrl-C) the weights, optimizer and
+scheduler state go to ``<output_dir>.run/`` (safetensors + JSON, never pickle); ``resume=True``
+continues from there with the same batches, because each epoch's batches and each step's dropout
+seed derive from the run seed. The best epoch on validation (MRR@10) is saved to ``output_dir``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cera_rag.config import TrainConfig, save_config
+from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, load_processed
+from cera_rag.data.queries import PAPER_TEMPLATE, TRAIN_TEMPLATES, sample_query
+from cera_rag.data.rationale import wordpiece_targets
+from cera_rag.errors import CheckpointError, ConfigError
+from cera_rag.evaluation.retrieval import TRAIN_METRICS, build_qrels, dense_run, evaluate_run
+from cera_rag.losses import AttentionAlignmentLoss, TripletLoss
+from cera_rag.model import CERAEncoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Batch:
+    queries: list[str]
+    examples: list[PromptExample]
+    positives: list[int]
+    negatives: list[list[int]]
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    best_metric: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    seconds: float = 0.0
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def epoch_batches(split: ProcessedSplit, config: TrainConfig, epoch: int) -> list[Batch]:
+    """The batches of one epoch; a pure function of (split, config, epoch), so a resumed run sees the same."""
+    rng = random.Random(config.seed * 1000 + epoch)
+    exs = [ex for ex in split.examples if ex.positives]
+    if config.max_train_prompts:
+        exs = random.Random(config.seed).sample(exs, min(config.max_train_prompts, len(exs)))
+    rng.shuffle(exs)
+    templates = (PAPER_TEMPLATE,) if config.query_templates == "paper" else TRAIN_TEMPLATES
+    batches = []
+    for s in range(0, len(exs), config.batch_size):
+        chunk = exs[s : s + config.batch_size]
+        negs = []
+        for ex in chunk:
+            pool = ex.negatives.get(config.negatives, []) if config.negatives != "none" else []
+            negs.append(list(pool[: config.n_negatives]))
+        batches.append(
+            Batch(
+                queries=[sample_query(ex.prompt, rng, templates) for ex in chunk],
+                examples=chunk,
+                positives=[rng.choice(ex.positives) for ex in chunk],
+                negatives=negs,
+            )
+        )
+    return batches
+
+
+class Trainer:
+    """Fine-tunes a ``CERAEncoder`` under a ``TrainConfig``."""
+
+    def __init__(self, config: TrainConfig, data_dir: str | Path | None = None) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.output_dir = Path(config.output_dir)
+        self.run_dir = self.output_dir.with_name(self.output_dir.name + ".run")
+        self._interrupted = False
+
+    # -------------------------------------------------------------------------- set-up
+    def _data_config(self) -> DataConfig:
+        return self.config.data
+
+    def load_data(self) -> tuple[ProcessedSplit, ProcessedSplit | None]:
+        train = load_processed("train", self._data_config(), self.data_dir, show_progress=True)
+        val = None
+        if self.config.eval_split:
+            val = load_processed(self.config.eval_split, self._data_config(), self.data_dir, show_progress=True)
+        return train, val
+
+    def build_encoder(self, source: str) -> CERAEncoder:
+        return CERAEncoder.from_pretrained(
+            source,
+            device=self.config.device,
+            pooling=self.config.pooling,
+            max_query_length=self.config.max_query_length,
+            max_passage_length=self.config.max_passage_length,
+            rationale_layer=self.config.rationale_layer,
+        )
+
+    # -------------------------------------------------------------------------- one step
+    def _targets(self, split: ProcessedSplit, batch: Batch, offsets: torch.Tensor, n: int) -> torch.Tensor:
+        """POS-weighted rationale targets ``(n, T)`` for the positive passages of a batch."""
+        t = offsets.shape[1]
+        out = np.zeros((n, t), dtype=np.float32)
+        offs = offsets.cpu().numpy()
+        for row, (ex, pi) in enumerate(zip(batch.examples, batch.positives, strict=True)):
+            passage = split.passage(ex.prompt.article_id, pi)
+            words = split.pos_tags.get(passage.passage_id, [])
+            out[row] = wordpiece_targets(
+                [tuple(o) for o in offs[row]],
+                words,
+                ex.rationales.get(pi, []),
+                passage.text,
+                self.config.pos_table,
+            )
+        return torch.from_numpy(out)
+
+    def step_loss(
+        self,
+        encoder: CERAEncoder,
+        split: ProcessedSplit,
+        batch: Batch,
+        triplet: TripletLoss,
+        align: AttentionAlignmentLoss,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.config
+        b = len(batch.examples)
+        k = max((len(n) for n in batch.negatives), default=0)
+        texts = [
+            split.passage(ex.prompt.article_id, i).text for ex, i in zip(batch.examples, batch.positives, strict=False)
+        ]
+        neg_mask = torch.zeros(b, k, dtype=torch.bool)
+        for row, (ex, negs) in enumerate(zip(batch.examples, batch.negatives, strict=True)):
+            for j in range(k):
+                if j < len(negs):
+                    texts.append(split.passage(ex.prompt.article_id, negs[j]).text)
+                    neg_mask[row, j] = True
+                else:
+                    texts.append("")  # padding slot, masked out of the loss
+        q = encoder.tokenize(batch.queries, cfg.max_query_length)
+        p = encoder.tokenize(texts, cfg.max_passage_length, offsets=True)
+        q_emb, _ = encoder(q["input_ids"], q["attention_mask"])
+        want_att = cfg.alignment_weight > 0
+        p_emb, attention = encoder(p["input_ids"], p["attention_mask"], return_attention=want_att)
+        pos, neg = p_emb[:b], p_emb[b:].view(b, k, -1) if k else None
+        contrastive = triplet(q_emb, pos, neg, neg_mask.to(q_emb.device) if k else None)
+        terms = {"contrastive": float(contrastive.detach())}
+        loss = contrastive
+        if want_att and attention is not None:
+            offsets = p["offset_mapping"][:b]
+            target = self._targets(split, batch, offsets, b).to(attention.device)
+            content = (offsets[..., 1] > offsets[..., 0]) & p["attention_mask"][:b].bool()
+            alignment = align(attention[:b], target, p["attention_mask"][:b], content)
+            loss = loss + cfg.alignment_weight * alignment
+            terms["alignment"] = float(alignment.detach())
+        terms["loss"] = float(loss.detach())
+        return loss, terms
+
+    # -------------------------------------------------------------------------- evaluation
+    def evaluate(self, encoder: CERAEncoder, val: ProcessedSplit) -> dict[str, float]:
+        encoder.eval()
+        run = dense_run(encoder, val, pool="article", limit=self.config.eval_max_prompts)
+        return evaluate_run(build_qrels(val), run, TRAIN_METRICS)
+
+    # -------------------------------------------------------------------------- state
+    def _save_state(self, encoder: CERAEncoder, opt: torch.optim.Optimizer, sched: Any, state: dict) -> None:
+        """Resumable state: model (safetensors), optimizer tensors (safetensors), counters (JSON)."""
+        from safetensors.torch import save_file
+
+        tmp = self.run_dir.with_name(self.run_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        encoder.save_pretrained(tmp / "model")
+        tensors: dict[str, torch.Tensor] = {}
+        opt_state = opt.state_dict()
+        scalars: dict[str, Any] = {"param_groups": opt_state["param_groups"], "state": {}}
+        for pid, st in opt_state["state"].items():
+            scalars["state"][str(pid)] = {}
+            for name, value in st.items():
+                if torch.is_tensor(value) and value.dim() > 0:
+                    tensors[f"{pid}.{name}"] = value.contiguous().cpu()
+                else:
+                    scalars["state"][str(pid)][name] = float(value)
+        save_file(tensors, str(tmp / "optimizer.safetensors"))
+        payload = {**state, "optimizer": scalars, "scheduler": sched.state_dict()}
+        (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        save_config(self.config, tmp / "train_config.yaml")
+        old = self.run_dir.with_name(self.run_dir.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if self.run_dir.exists():
+            self.run_dir.rename(old)
+        tmp.rename(self.run_dir)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def _load_state(self, opt: torch.optim.Optimizer, sched: Any) -> dict[str, Any]:
+        from safetensors.torch import load_file
+
+        try:
+            payload = json.loads((self.run_dir / "state.json").read_text(encoding="utf-8"))
+            tensors = load_file(str(self.run_dir / "optimizer.safetensors"))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"Cannot resume from {self.run_dir}: {exc}. Delete that folder to start afresh."
+            ) from exc
+        scalars = payload.pop("optimizer")
+        state: dict[int, dict[str, Any]] = {}
+        for pid, values in scalars["state"].items():
+            state[int(pid)] = {k: torch.tensor(v) for k, v in values.items()}
+        for key, value in tensors.items():
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = value
+        opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
+        sched.load_state_dict(payload.pop("scheduler"))
+        return payload
+
+    # -------------------------------------------------------------------------- loop
+    def train(self, resume: bool = False, show_progress: bool = True) -> TrainResult:
+        from tqdm.auto import tqdm
+        from transformers import get_linear_schedule_with_warmup
+
+        cfg = self.config
+        if resume and not (self.run_dir / "state.json").is_file():
+            raise ConfigError(f"--resume: no resumable run at {self.run_dir}; start without --resume.")
+        set_seed(cfg.seed)
+        train, val = self.load_data()
+        source = str(self.run_dir / "model") if resume else cfg.base_model
+        encoder = self.build_encoder(source)
+        if resume:
+            encoder.config.base_model = cfg.base_model
+        encoder.name = str(self.output_dir)
+        triplet = TripletLoss(
+            margin=cfg.margin,
+            loss=cfg.loss,
+            temperature=cfg.temperature,
+            in_batch_negatives=cfg.in_batch_negatives,
+        )
+        align = AttentionAlignmentLoss(support=cfg.alignment_support)
+        steps_per_epoch = len(epoch_batches(train, cfg, 0))
+        total = steps_per_epoch * cfg.epochs
+        if cfg.max_steps:
+            total = min(total, cfg.max_steps)
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+        groups = [
+            {
+                "params": [p for n, p in encoder.named_parameters() if not n.endswith(no_decay)],
+                "weight_decay": cfg.weight_decay,
+            },
+            {
+                "params": [p for n, p in encoder.named_parameters() if n.endswith(no_decay)],
+                "weight_decay": 0.0,
+            },
+        ]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+        state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0, "history": []}
+        if resume:
+            state = self._load_state(opt, sched)
+            log.info("Resuming %s at step %d", self.run_dir, state["step"])
+        self.output_dir.parent.mkdir(parents=True, exist_ok=True)
+        log_path = self.output_dir.with_name(self.output_dir.name + ".log.jsonl")
+        if not resume and log_path.exists():
+            log_path.unlink()
+        previous = signal.getsignal(signal.SIGINT)
+
+        def on_sigint(signum: int, frame: Any) -> None:
+            self._interrupted = True
+
+        signal.signal(signal.SIGINT, on_sigint)
+        start = time.time()
+        try:
+            with log_path.open("a", encoding="utf-8") as log_file:
+                while state["step"] < total and not self._interrupted:
+                    epoch = state["epoch"]
+                    batches = epoch_batches(train, cfg, epoch)
+                    done_in_epoch = state["step"] - epoch * steps_per_epoch
+                    bar = tqdm(
+                        total=min(len(batches), total - epoch * steps_per_epoch),
+                        initial=done_in_epoch,
+                        desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                        disable=not show_progress,
+                    )
+                    for batch in batches[done_in_epoch:]:
+                        if state["step"] >= total or self._interrupted:
+                            break
+                        encoder.train()
+                        torch.manual_seed(cfg.seed + state["step"])  # dropout: same masks when resumed
+                        loss, terms = self.step_loss(encoder, train, batch, triplet, align)
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
+                        opt.step()
+                        sched.step()
+                        state["step"] += 1
+                        record = {
+                            "step": state["step"],
+                            "epoch": epoch,
+                            "lr": sched.get_last_lr()[0],
+                            **terms,
+                        }
+                        log_file.write(json.dumps(record) + "\n")
+                        log_file.flush()
+                        bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items()})
+                        bar.update(1)
+                        if state["step"] % cfg.checkpoint_every == 0:
+                            self._save_state(encoder, opt, sched, state)
+                    bar.close()
+                    epoch_done = state["step"] >= min(total, (epoch + 1) * steps_per_epoch)
+                    if self._interrupted or not epoch_done:
+                        break
+                    metrics = self.evaluate(encoder, val) if val is not None else {}
+                    entry = {"epoch": epoch + 1, "step": state["step"], **metrics}
+                    state["history"].append(entry)
+                    log_file.write(json.dumps({"eval": entry}) + "\n")
+                    log.info("epoch %d: %s", epoch + 1, metrics)
+                    score = metrics.get("mrr@10", 0.0)
+                    if score > state["best"] or val is None:
+                        state["best"] = score
+                        encoder.save_pretrained(self.output_dir)
+                        save_config(cfg, self.output_dir / "train_config.yaml")
+                        (self.output_dir / "metrics.json").write_text(json.dumps(entry, indent=1), encoding="utf-8")
+                    state["epoch"] = epoch + 1
+                    self._save_state(encoder, opt, sched, state)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if self._interrupted:
+            self._save_state(encoder, opt, sched, state)
+            raise KeyboardInterrupt(f"Interrupted at step {state['step']}; resume with --resume ({self.run_dir}).")
+        if state["best"] < 0 and not (self.output_dir / "cera_config.json").exists():
+            encoder.save_pretrained(self.output_dir)  # max_steps ended before an epoch finished
+            save_config(cfg, self.output_dir / "train_config.yaml")
+        return TrainResult(str(self.output_dir), state["best"], state["history"], state["step"], time.time() - start)
+
+
+def train(config: TrainConfig, resume: bool = False, data_dir: str | Path | None = None) -> TrainResult:
+    """Train under ``config``; see ``Trainer``."""
+    return Trainer(config, data_dir).train(resume=resume)
+
+
+__all__ = ["Batch", "TrainResult", "Trainer", "epoch_batches", "train"]
