@@ -99,7 +99,22 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup_ratio": 0.1,
         "weight_decay": 0.01,
     },
-    "best": {"output_dir": "checkpoints/cera-best"},
+    # Row 7 of the README table; configs/07_best.yaml holds the same keys (a test keeps them equal).
+    "best": {
+        "output_dir": "checkpoints/cera-best",
+        "negatives": "hybrid",
+        "n_negatives": 2,
+        "loss": "infonce",
+        "temperature": 0.05,
+        "in_batch_negatives": True,
+        "alignment_weight": 0.05,
+        "alignment_support": "full",
+        "pos_table": "evidence",
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 3e-5,
+        "max_passage_length": 128,
+    },
 }
 
 

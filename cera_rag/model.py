@@ -178,7 +178,7 @@ class CERAEncoder(nn.Module):
             model = AutoModel.from_pretrained(
                 source, use_safetensors=True, trust_remote_code=False, attn_implementation="sdpa"
             )
-        except (OSError, ValueError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - safetensors, OSError, ValueError...: all mean "cannot load"
             where = "folder" if is_local else "hub id (is the hub reachable? HF_HUB_OFFLINE set?)"
             raise CheckpointError(
                 f"Could not load the model from {name_or_path} ({where}): {exc}. If the weights are "

@@ -1,0 +1,220 @@
+"""Train and evaluate the README's experiment rows (configs/*.yaml) on the validation split.
+
+    python evals/run_experiments.py                       # every row, every seed (resumes)
+    python evals/run_experiments.py --rows 2,7 --max-seeds 1
+
+Each (row, seed) trains once into ``checkpoints/rows/<config>-s<seed>`` (skipped when the folder
+holds a finished checkpoint) and is evaluated within-article on validation with the paper's query
+template and with held-out natural phrasings. Results are appended to
+``results/validation_retrieval.json`` after every entry (atomic write), so an interrupted run
+resumes where it stopped; ``results/validation_retrieval.md`` holds the table, with seed means and
+a paired bootstrap / randomisation test of row 7 against row 2 on per-query MRR@10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cera_rag.data.dataset import DataConfig, load_processed  # noqa: E402
+from cera_rag.evaluation.retrieval import DEFAULT_METRICS, build_qrels, dense_run, evaluate_run  # noqa: E402
+from cera_rag.model import CERAEncoder  # noqa: E402
+
+STYLES = ("paper", "heldout")
+TABLE_METRICS = ("mrr@10", "hit_rate@1", "recall@1", "recall@5", "ndcg@10")
+
+
+def atomic_json(path: Path, obj: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def train_entry(spec: dict[str, Any], seed: int, out_dir: Path, data_dir: str | None) -> float:
+    """Train one (row, seed) unless its checkpoint exists; returns training seconds (0 when skipped)."""
+    if (out_dir / "config.json").is_file() and any(out_dir.glob("*.safetensors")):
+        return 0.0
+    t0 = time.time()
+    if spec["kind"] == "st":
+        from cera_rag.baselines import STBaselineConfig, train_st_baseline
+
+        train_st_baseline(
+            STBaselineConfig(**{**spec.get("train", {}), "seed": seed, "output_dir": str(out_dir)}), data_dir
+        )
+    elif spec["kind"] == "cera":
+        from cera_rag.config import load_config
+        from cera_rag.train import Trainer
+
+        train = dict(spec.get("train", {}))
+        overrides = {**train, "seed": seed, "output_dir": str(out_dir)}
+        if int(train.get("epochs", 1)) == 1:
+            overrides["eval_split"] = ""  # one epoch: nothing to select; evaluated below
+        cfg = load_config(None, None, overrides)
+        Trainer(cfg, data_dir).train(resume=(out_dir.with_name(out_dir.name + ".run") / "state.json").is_file())
+    return time.time() - t0
+
+
+def evaluate_entry(model: str, pooling: str | None, val: Any) -> dict[str, Any]:
+    enc = CERAEncoder.from_pretrained(model, pooling=pooling, max_passage_length=128)
+    articles = sorted({ex.prompt.article_id for ex in val.examples if ex.positives})
+    passages = [p for a in articles for p in val.passages[a]]
+    vectors = enc.encode_passages([p.text for p in passages])
+    qrels = build_qrels(val)
+    out: dict[str, Any] = {}
+    for style in STYLES:
+        run = dense_run(enc, val, pool="article", query_style=style, passage_vectors=vectors)
+        res = evaluate_run(qrels, run, DEFAULT_METRICS, per_query=True)
+        out[style] = {
+            "metrics": {m: res[m] for m in DEFAULT_METRICS},
+            "per_query_mrr@10": res["per_query"]["mrr@10"],
+        }
+    return out
+
+
+def paired_test(a: dict[str, float], b: dict[str, float], n_boot: int = 10000, seed: int = 0) -> dict[str, float]:
+    """Mean of a - b over shared queries, its 95% paired-bootstrap CI and a randomisation p-value."""
+    keys = sorted(set(a) & set(b))
+    d = np.array([a[k] - b[k] for k in keys])
+    rng = np.random.default_rng(seed)
+    boots = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    signs = rng.choice([-1.0, 1.0], size=(n_boot, len(d)))
+    perm = np.abs((signs * d).mean(1))
+    return {
+        "mean_diff": float(d.mean()),
+        "ci95": [float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))],
+        "p_randomisation": float((np.sum(perm >= abs(d.mean()) - 1e-12) + 1) / (n_boot + 1)),
+        "n_queries": len(keys),
+    }
+
+
+def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], str]:
+    rows: dict[str, dict[str, Any]] = {}
+    for _key, entry in results["entries"].items():
+        rows.setdefault(entry["config"], {"entries": []})["entries"].append(entry)
+    summary: dict[str, Any] = {}
+    lines = [
+        "| row | system | seeds | "
+        + " | ".join(f"{m} (paper q)" if m == "mrr@10" else m for m in TABLE_METRICS)
+        + " | MRR@10 held-out phrasings | train min |",
+        "|---|---|---|" + "---|" * len(TABLE_METRICS) + "---|---|",
+    ]
+    for stem in sorted(rows):
+        spec, entries = specs.get(stem, {}), rows[stem]["entries"]
+        agg: dict[str, Any] = {}
+        for style in STYLES:
+            for m in DEFAULT_METRICS:
+                vals = [e["eval"][style]["metrics"][m] for e in entries]
+                agg[f"{style}/{m}"] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+        summary[stem] = {"row": spec.get("row"), "name": spec.get("name"), "metrics": agg}
+
+        def cell(style: str, m: str, agg: dict[str, Any] = agg) -> str:
+            v = agg[f"{style}/{m}"]
+            return f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["n"] > 1 else "")
+
+        minutes = np.mean([e.get("train_seconds", 0.0) for e in entries]) / 60
+        lines.append(
+            f"| {spec.get('row', '')} | {spec.get('name', stem)} | {len(entries)} | "
+            + " | ".join(cell("paper", m) for m in TABLE_METRICS)
+            + f" | {cell('heldout', 'mrr@10')} | {minutes:.1f} |"
+        )
+    tests: dict[str, Any] = {}
+    by_row = {specs[s].get("row"): s for s in rows if s in specs}
+    for a, b in (("7", "2"), ("6", "5"), ("7", "4"), ("6", "2")):
+        if a in by_row and b in by_row:
+            for style in STYLES:
+                mean_a = _mean_per_query([e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[a]]["entries"]])
+                mean_b = _mean_per_query([e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[b]]["entries"]])
+                tests[f"row{a}-row{b}/{style}/mrr@10"] = paired_test(mean_a, mean_b)
+    if tests:
+        lines += ["", "Paired tests on per-query MRR@10 (seed-averaged), 10,000 bootstrap / randomisation draws:", ""]
+        lines += ["| comparison | query | mean diff | 95% CI | p |", "|---|---|---|---|---|"]
+        for name, t in tests.items():
+            cmp_, style, _ = name.split("/")
+            lines.append(
+                f"| {cmp_} | {style} | {t['mean_diff']:+.3f} | [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}] "
+                f"| {t['p_randomisation']:.4f} |"
+            )
+    return {"rows": summary, "paired_tests": tests}, "\n".join(lines) + "\n"
+
+
+def _mean_per_query(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = set.intersection(*(set(r) for r in runs))
+    return {k: float(np.mean([r[k] for r in runs])) for k in keys}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", default="configs", help="Folder of row configs (0*.yaml).")
+    ap.add_argument("--rows", default=None, help="Comma-separated row ids to run (default: all).")
+    ap.add_argument("--max-seeds", type=int, default=None, help="Run at most this many seeds per row.")
+    ap.add_argument("--checkpoints", default="checkpoints/rows")
+    ap.add_argument("--out", default="results/validation_retrieval.json")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--summary-only", action="store_true")
+    args = ap.parse_args()
+
+    specs = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(Path(args.configs).glob("0*.yaml"))}
+    wanted = set(args.rows.split(",")) if args.rows else None
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if out.is_file() else {"entries": {}}
+    val = load_processed("validation", DataConfig(), args.data_dir, show_progress=True)
+    for stem, spec in specs.items():
+        if args.summary_only or (
+            wanted and str(spec["row"]) not in wanted and str(spec["row"]).rstrip("ab") not in wanted
+        ):
+            continue
+        seeds = spec.get("seeds", [None])[: args.max_seeds or None]
+        for seed in seeds:
+            key = f"{stem}-s{seed}" if seed is not None else stem
+            if key in results["entries"]:
+                continue
+            seconds = 0.0
+            if spec["kind"] == "offtheshelf":
+                model, pooling = spec["model"], spec.get("pooling")
+            else:
+                ckpt = Path(args.checkpoints) / key
+                seconds = train_entry(spec, seed, ckpt, args.data_dir)
+                model, pooling = str(ckpt), None
+            print(f"[{key}] evaluating {model}", flush=True)
+            entry = {
+                "config": stem,
+                "seed": seed,
+                "model": model,
+                "spec": spec,
+                "train_seconds": round(seconds, 1),
+                "eval": evaluate_entry(model, pooling, val),
+            }
+            results["entries"][key] = entry
+            print(f"[{key}] {entry['eval']['paper']['metrics']}", flush=True)
+            atomic_json(out, results)
+    summary, table = summarise(results, specs)
+    results["summary"] = summary
+    import torch
+    import transformers
+
+    import cera_rag
+
+    results["versions"] = {
+        "cera_rag": cera_rag.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+    }
+    atomic_json(out, results)
+    out.with_suffix(".md").write_text(table, encoding="utf-8")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cera_rag.config import PRESETS, TrainConfig, load_config
+from cera_rag.errors import ConfigError
+from cera_rag.model import CERAEncoder
+from cera_rag.train import Trainer, epoch_batches
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _config(tmp_path: Path, base: Path, **kw: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "base_model": str(base),
+        "output_dir": str(tmp_path / "out" / "ckpt"),
+        "negatives": "bm25",
+        "n_negatives": 2,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "warmup_ratio": 0.0,
+        "epochs": 10,
+        "max_passage_length": 64,
+        "max_query_length": 32,
+        "checkpoint_every": 2,
+        "eval_split": "",
+    }
+    values.update(kw)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+def _losses(cfg: TrainConfig) -> list[dict]:
+    path = Path(cfg.output_dir).with_name(Path(cfg.output_dir).name + ".log.jsonl")
+    return [r for r in map(json.loads, path.read_text().splitlines()) if "step" in r and "loss" in r]
+
+
+@pytest.mark.parametrize("loss,support", [("infonce", "full"), ("triplet", "rationale")])
+def test_twenty_steps_lower_the_loss(tmp_path, tiny_bert_dir, synthetic_data_dir, loss, support) -> None:
+    cfg = _config(tmp_path, tiny_bert_dir, loss=loss, alignment_support=support, alignment_weight=0.5, max_steps=20)
+    result = Trainer(cfg, synthetic_data_dir).train(show_progress=False)
+    assert result.steps == 20
+    rows = _losses(cfg)
+    assert len(rows) == 20 and all("alignment" in r for r in rows)
+    first = sum(r["loss"] for r in rows[:4]) / 4
+    last = sum(r["loss"] for r in rows[-4:]) / 4
+    assert last < first
+    enc = CERAEncoder.from_pretrained(cfg.output_dir)
+    assert enc.encode_queries(["pain"]).shape == (1, 32)
+    assert (Path(cfg.output_dir) / "train_config.yaml").is_file()
+
+
+def test_alignment_weight_zero_skips_attention(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
+    cfg = _config(tmp_path, tiny_bert_dir, alignment_weight=0.0, max_steps=2)
+    Trainer(cfg, synthetic_data_dir).train(show_progress=False)
+    assert all("alignment" not in r for r in _losses(cfg))
+
+
+def test_interrupted_run_resumes_on_the_same_trajectory(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
+    straight = _config(tmp_path / "a", tiny_bert_dir, epochs=3, alignment_weight=0.1)
+    Trainer(straight, synthetic_data_dir).train(show_progress=False)
+    reference = [r["loss"] for r in _losses(straight)]
+
+    cfg = _config(tmp_path / "b", tiny_bert_dir, epochs=3, alignment_weight=0.1)
+    trainer = Trainer(cfg, synthetic_data_dir)
+    original = trainer.step_loss
+    calls = {"n": 0}
+
+    def interrupt_after_four(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            trainer._interrupted = True  # what the SIGINT handler does
+        return original(*args, **kwargs)
+
+    trainer.step_loss = interrupt_after_four  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt, match="--resume"):
+        trainer.train(show_progress=False)
+    assert (trainer.run_dir / "state.json").is_file()
+    assert json.loads((trainer.run_dir / "state.json").read_text())["step"] == 4
+    Trainer(cfg, synthetic_data_dir).train(resume=True, show_progress=False)
+    resumed = [r["loss"] for r in _losses(cfg)]
+    assert len(resumed) == len(reference)
+    assert resumed == pytest.approx(reference, rel=1e-3, abs=1e-4)
+
+
+def test_resume_without_state_is_clear(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
+    with pytest.raises(ConfigError, match="no resumable run"):
+        Trainer(_config(tmp_path, tiny_bert_dir), synthetic_data_dir).train(resume=True)
+
+
+def test_epoch_batches_are_deterministic(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
+    from cera_rag.data.dataset import load_processed
+
+    cfg = _config(tmp_path, tiny_bert_dir)
+    split = load_processed("train", cfg.data, synthetic_data_dir)
+    a, b = epoch_batches(split, cfg, 1), epoch_batches(split, cfg, 1)
+    assert [x.queries for x in a] == [x.queries for x in b]
+    assert [x.queries for x in a] != [x.queries for x in epoch_batches(split, cfg, 2)] or len(a) == 1
+    for batch in a:
+        for ex, negs in zip(batch.examples, batch.negatives, strict=True):
+            assert not set(negs) & set(ex.positives)
+
+
+def test_presets_and_config_files() -> None:
+    for name in PRESETS:
+        assert isinstance(load_config(name), TrainConfig)
+    with pytest.raises(ConfigError, match="Unknown preset"):
+        load_config("nope")
+    with pytest.raises(ConfigError, match="Invalid training config"):
+        load_config(None, None, {"lr": -1})
+    best = yaml.safe_load((ROOT / "configs" / "07_best.yaml").read_text())["train"]
+    preset = {k: v for k, v in PRESETS["best"].items() if k != "output_dir"}
+    assert best == preset, "configs/07_best.yaml and PRESETS['best'] must hold the same settings"
+    for path in sorted((ROOT / "configs").glob("0*.yaml")):
+        spec = yaml.safe_load(path.read_text())
+        if spec["kind"] == "cera":
+            load_config(None, None, spec["train"])
+
+
+def test_bad_config_file(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("lr: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(None, bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(None, tmp_path / "missing.yaml")
