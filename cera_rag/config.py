@@ -2,13 +2,13 @@
 
 Presets:
 
-* ``quick``: a few minutes on a 2-core CPU (the demo and slow tests): 300 train prompts, one
+* ``quick``: a few minutes on a 2-core CPU (the demo and slow tests): 240 train prompts, one
   epoch, BM25 negatives, alignment on.
 * ``paper``: the CERA paper's recipe on our base encoder: CLS pooling, batch 8, 128 tokens,
   lr 1e-6 with 10% linear warm-up, cosine triplet loss (margin 0.2) against the 5 most
   subjective passages of the article, attention alignment lambda 0.05 over rationale tokens
   with the paper's POS table, the paper's query template and 50-word windows.
-* ``best``: what wins on validation (see the README's table and ``configs/best.yaml``).
+* ``best``: what wins on validation (see the README's table and ``configs/07_best.yaml``).
 """
 
 from __future__ import annotations

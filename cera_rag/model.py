@@ -211,6 +211,22 @@ class CERAEncoder(nn.Module):
             shutil.rmtree(tmp, ignore_errors=True)
             raise
 
+    def quantized(self) -> CERAEncoder:
+        """An int8 copy for fast CPU inference: ``torch.ao`` dynamic quantisation of every ``nn.Linear``.
+
+        Weights are stored as int8 and activations quantised on the fly; embeddings, scores and
+        rationale spans come through the same code. Inference only (no training, CPU only).
+        """
+        import copy
+        import warnings
+
+        from torch.ao.quantization import quantize_dynamic
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch marks the quantised-tensor API as deprecated
+            model = quantize_dynamic(copy.deepcopy(self.model).cpu(), {nn.Linear}, dtype=torch.qint8)
+        return CERAEncoder(model, self.tokenizer, self.config.model_copy(), name=self.name)
+
     # ------------------------------------------------------------------------------ properties
     @property
     def device(self) -> torch.device:

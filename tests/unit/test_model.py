@@ -168,3 +168,14 @@ def test_sentence_transformers_folder_settings(tiny_bert_copy: Path) -> None:
 def test_encoder_config_defaults() -> None:
     cfg = EncoderConfig()
     assert cfg.pooling == "mean" and cfg.normalize and cfg.rationale_layer == -1
+
+
+def test_int8_copy_is_close_and_leaves_original(encoder: CERAEncoder) -> None:
+    fp32 = encoder.encode_passages(PASSAGES)
+    q8 = encoder.quantized()
+    out = q8.encode_passages(PASSAGES)
+    assert out.shape == fp32.shape
+    assert float(np.min(np.sum(out * fp32, axis=1))) > 0.9
+    np.testing.assert_array_equal(encoder.encode_passages(PASSAGES), fp32)
+    spans = q8.rationale_spans("q", PASSAGES[0])
+    assert all(PASSAGES[0][s.start : s.end] == s.text for s in spans)

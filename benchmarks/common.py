@@ -1,0 +1,79 @@
+"""Shared helpers of the benchmarks: timing, peak memory, result files, the validation passages."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+RESULTS = Path(os.environ.get("CERA_BENCH_OUT", ROOT / "results"))
+
+
+def machine() -> dict[str, Any]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "load_average_at_start": os.getloadavg(),
+    }
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"min": min(values), "median": statistics.median(values), "max": max(values)}
+
+
+def write_result(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) -> Path:
+    """Write ``bench_<name>.json`` atomically, with the command line and machine info."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"bench_{name}.json"
+    payload = {"benchmark": name, "command": " ".join(sys.argv), "machine": machine(), **payload}
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def validation_passages(limit: int | None = None, data_dir: str | None = None) -> list[str]:
+    """Passage texts of the shared validation split (``limit`` spread across articles)."""
+    from cera_rag.data.dataset import DataConfig, load_processed
+
+    split = load_processed("validation", DataConfig(), data_dir)
+    texts = [p.text for p in split.all_passages()]
+    if limit and limit < len(texts):
+        step = len(texts) / limit
+        texts = [texts[int(i * step)] for i in range(limit)]
+    return texts
+
+
+def default_model() -> str:
+    """The trained checkpoint when there is one, else the off-the-shelf base (same architecture)."""
+    for path in ("checkpoints/cera-best", "checkpoints/cera-quick"):
+        if (ROOT / path / "cera_config.json").is_file():
+            return str(ROOT / path)
+    from cera_rag.paths import resolve_model_path
+
+    return resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")

@@ -1,0 +1,27 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REAL_DATA_DIR
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.skipif(not REAL_DATA_DIR.is_dir(), reason=f"shared data not found at {REAL_DATA_DIR}")
+def test_benchmarks_run_on_a_tiny_input(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--out", str(out)], check=True)
+    enc = json.loads((out / "bench_encode.json").read_text())
+    assert enc["passages"] == 16
+    assert set(enc["ratio_to_sentence_transformers"]) >= {"cera", "cera_with_spans", "cera_int8"}
+    assert all(v["median"] > 0 for v in enc["passages_per_second"].values())
+    query = json.loads((out / "bench_query.json").read_text())
+    assert query["collection_size"] == 300 and query["retrieve_ms"]["p50"] > 0
+    train = json.loads((out / "bench_train_quick.json").read_text())
+    assert train["steps_timed"] == 1 and train["peak_rss_mb"] > 0
+    assert "retrieve top-5" in (out / "bench_summary.md").read_text()
