@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypedDict
+from typing import Any, NamedTuple, TypedDict
 
 from cera_rag.errors import CERAError
 
@@ -112,3 +112,44 @@ def remap_spans(spans: Iterable[Any], pieces: Sequence[tuple[int, int]], sep_len
         offset += (pe - ps) + sep_len
     out.sort(key=lambda d: (d["start"], d["end"]))
     return out
+
+
+class Evidence(NamedTuple):
+    """The evidence sentences of a text: the new text, its spans and where its pieces came from."""
+
+    #: the kept sentences joined by the separator
+    text: str
+    #: spans with offsets into ``text``
+    spans: list[SpanDict]
+    #: ``(start, end)`` of each kept sentence in the original text, in order
+    pieces: list[tuple[int, int]]
+
+
+def evidence_sentences(text: str, spans: Iterable[Any], sep: str = " ") -> Evidence:
+    """Keep only the sentences of ``text`` that overlap a rationale span, and move the spans along.
+
+    Sentences are those of ``cera_rag.data.passages.split_sentences`` (a text without sentence
+    ends is one sentence). A span that crosses a sentence boundary keeps both sentences.
+
+    Args:
+        text: The passage the spans annotate (``text[start:end] == span["text"]``).
+        spans: Its rationale spans (``RationaleSpan`` objects, dicts or tuples).
+        sep: Joins the kept sentences.
+
+    Returns:
+        ``Evidence(text, spans, pieces)``; all empty when no span overlaps a sentence.
+
+    Example:
+        >>> span = {"start": 11, "end": 15, "text": "Pain", "weight": 1.0}
+        >>> ev = evidence_sentences("No change. Pain fell. Done.", [span])
+        >>> ev.text, ev.spans[0]["start"], ev.pieces
+        ('Pain fell.', 0, [(11, 21)])
+    """
+    from cera_rag.data.passages import split_sentences
+
+    dicts = [d for d in (span_to_dict(s) for s in spans) if d["start"] < d["end"]]
+    pieces = [(s, e) for s, e in split_sentences(text) if any(d["start"] < e and s < d["end"] for d in dicts)]
+    if not pieces:
+        return Evidence("", [], [])
+    new_text = sep.join(text[s:e] for s, e in pieces)
+    return Evidence(new_text, remap_spans(dicts, pieces, sep_len=len(sep)), pieces)

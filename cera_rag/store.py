@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 
 #: Collection used when none is named.
 DEFAULT_COLLECTION = "cera-passages"
+#: Collection of the Contriever-style baseline when none is named.
+CONTRIEVER_COLLECTION = "contriever-passages"
 #: Hub id of the Contriever checkpoint the comparison uses where the hub is reachable.
 CONTRIEVER_MODEL = "facebook/contriever"
 
@@ -144,8 +146,27 @@ def get_client(path: str | os.PathLike[str] | None = None, host: str | None = No
 
 
 # ------------------------------------------------------------------------------------ collection
+def canonical_encoder_name(name: str | os.PathLike[str]) -> str:
+    """The name recorded for an encoder: a local model folder becomes its absolute path, anything else is kept.
+
+    ``checkpoints/cera-best`` and ``/repo/checkpoints/cera-best`` then name the same encoder, so a
+    collection built from one working directory can be queried from another.
+    """
+    text = str(name)
+    try:
+        path = Path(text).expanduser()
+        if path.is_dir():
+            return str(path.resolve())
+    except (OSError, ValueError):  # a hub id that is no valid path on this system
+        pass
+    return text
+
+
 def _space(collection: Any) -> str | None:
-    config = getattr(collection, "configuration", None) or {}
+    # The raw JSON: the parsed ``configuration`` warns about the "legacy" (absent) embedding function.
+    config = getattr(collection, "configuration_json", None)
+    if not isinstance(config, Mapping):
+        config = getattr(collection, "configuration", None) or {}
     hnsw = config.get("hnsw") if isinstance(config, Mapping) else None
     space = hnsw.get("space") if isinstance(hnsw, Mapping) else None
     if space is None:  # collections made with the legacy metadata key
@@ -189,7 +210,7 @@ def check_collection(
             "Re-index into a new collection created with cera_rag.store.open_collection."
         )
     problems = []
-    if str(info["encoder"]) != str(encoder_name):
+    if canonical_encoder_name(info["encoder"]) != canonical_encoder_name(encoder_name):
         problems.append(f"encoder {info['encoder']!r} (you gave {encoder_name!r})")
     if int(info["dim"]) != int(dim):
         problems.append(f"dimension {info['dim']} (you gave {dim})")
@@ -221,7 +242,8 @@ def open_collection(
     """Open (or create) a CERA collection and check that it matches the encoder.
 
     Args:
-        encoder_name: ``encoder.name``; recorded at creation, compared afterwards.
+        encoder_name: ``encoder.name``; recorded at creation (a local folder as its absolute path, see
+            ``canonical_encoder_name``), compared afterwards.
         dim: ``encoder.dim``; recorded and compared likewise.
         path: Embedded store folder (see ``get_client``).
         host: Chroma server host (see ``get_client``).
@@ -246,7 +268,7 @@ def open_collection(
     except chromadb.errors.NotFoundError:
         if not create:
             raise StoreError(f"No collection {name!r} in this Chroma store; index some passages first.") from None
-        metadata: dict[str, Any] = {META_ENCODER: str(encoder_name), META_DIM: int(dim)}
+        metadata: dict[str, Any] = {META_ENCODER: canonical_encoder_name(encoder_name), META_DIM: int(dim)}
         if pooling is not None:
             metadata[META_POOLING] = str(pooling)
         if normalize is not None:
@@ -279,8 +301,16 @@ def check_encoder(collection: Any, encoder: Any) -> None:
 Record = tuple[str, str, dict[str, Any]]
 
 
+def _scalar_list(value: Any) -> bool:
+    """A non-empty list of one scalar type (str, int, float or bool): what Chroma stores as an array."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return False
+    kinds = {type(v) for v in value}
+    return len(kinds) == 1 and kinds <= {str, int, float, bool}
+
+
 def _scalar_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Chroma takes str/int/float/bool (and lists of them); anything else is stored as JSON."""
+    """Chroma takes str/int/float/bool and non-empty lists of one of them; anything else is stored as JSON."""
     out: dict[str, Any] = {}
     for key, value in meta.items():
         if value is None:
@@ -289,6 +319,8 @@ def _scalar_metadata(meta: Mapping[str, Any]) -> dict[str, Any]:
             out[str(key)] = value
         elif hasattr(value, "item") and not hasattr(value, "__len__"):  # numpy scalar
             out[str(key)] = value.item()
+        elif _scalar_list(value):
+            out[str(key)] = list(value)
         else:
             out[str(key)] = json.dumps(value, default=str)
     return out
@@ -471,7 +503,7 @@ def passages_from_split(
     """Every passage of a processed Evidence Inference split (``cera_rag.data.dataset.load_processed``)."""
     from cera_rag.data.dataset import load_processed
 
-    return load_processed(split, config, data_dir=data_dir).all_passages()
+    return load_processed(split, config, data_dir=Path(data_dir) if data_dir is not None else None).all_passages()
 
 
 # -------------------------------------------------------------------------------------- encoders

@@ -24,7 +24,7 @@ from cera_rag.errors import ConfigError
 #: Model used when ``--model`` is not given (unless ``--contriever``).
 DEFAULT_MODEL = os.environ.get("CERA_MODEL", "checkpoints/cera-best")
 #: Collection of the Contriever-style baseline when ``--collection`` is not given.
-CONTRIEVER_COLLECTION = "contriever-passages"
+CONTRIEVER_COLLECTION = store.CONTRIEVER_COLLECTION
 
 _MODEL = typer.Option(None, "--model", "-m", help=f"Checkpoint folder or hub id [default: {DEFAULT_MODEL}].")
 _CONTRIEVER = typer.Option(
@@ -53,9 +53,17 @@ def _encoder(model: str | None, contriever: bool, device: str | None) -> Any:
     return store.load_encoder(model, contriever=contriever, device=device)
 
 
-def _collection(encoder: Any, collection: str | None, contriever: bool, path: Path | None, host: Any, port: Any):
+def _collection(
+    encoder: Any,
+    collection: str | None,
+    contriever: bool,
+    path: Path | None,
+    host: str | None,
+    port: int | None,
+    create: bool = True,
+) -> Any:
     name = collection or (CONTRIEVER_COLLECTION if contriever else store.DEFAULT_COLLECTION)
-    return store.open_for_encoder(encoder, name=name, path=path, host=host, port=port)
+    return store.open_for_encoder(encoder, name=name, path=path, host=host, port=port, create=create)
 
 
 def index(
@@ -120,7 +128,7 @@ def query(
         None, "--where", help='Chroma metadata filter as JSON, e.g. \'{"article_id": "1234"}\'.'
     ),
     top_fraction: float = typer.Option(0.2, "--top-fraction", min=0.0, max=1.0, help="Share of tokens highlighted."),
-    as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON lines instead."),
+    as_json: bool = typer.Option(False, "--json", help="Print the hits as JSON lines (one object a line) instead."),
     model: str | None = _MODEL,
     contriever: bool = _CONTRIEVER,
     store_path: Path | None = _STORE,
@@ -131,25 +139,31 @@ def query(
 ) -> None:
     """Search a collection; print passages with the evidence CERA attends to highlighted."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.panel import Panel
 
     try:
         filt = json.loads(where) if where else None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--where is not valid JSON ({exc}).") from None
+    if filt is not None and not isinstance(filt, dict):
+        raise ConfigError(f'--where must be a JSON object such as \'{{"article_id": "1234"}}\', not {where}.')
+    if not 0.0 < top_fraction <= 1.0:
+        raise ConfigError(f"--top-fraction must be in (0, 1], got {top_fraction}.")
     encoder = _encoder(model, contriever, device)
-    coll = _collection(encoder, collection, contriever, store_path, host, port)
+    coll = _collection(encoder, collection, contriever, store_path, host, port, create=False)
     hits = store.query(encoder, coll, text, k=k, where=filt, top_fraction=top_fraction)
-    console = Console()
     if as_json:
         for h in hits:
-            console.print_json(json.dumps({"id": h.id, "score": h.score, "text": h.text, "spans": h.spans}))
+            row = {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "spans": h.spans}
+            typer.echo(json.dumps(row, ensure_ascii=False))
         return
+    console = Console()
     if not hits:
         console.print(f"No passages in {coll.name!r}" + (" match the filter." if filt else "; index some first."))
         return
     for rank, h in enumerate(hits, 1):
-        title = f"#{rank}  score {h.score:.4f}  [dim]{h.id}[/]"
+        title = f"#{rank}  score {h.score:.4f}  [dim]{escape(h.id)}[/]"
         console.print(Panel(highlight(h.text, h.spans), title=title, title_align="left"))
 
 

@@ -1,0 +1,156 @@
+"""``CERARetriever``: a LangChain retriever over a Chroma collection that returns CERA rationale spans.
+
+Each ``Document`` has the passage as ``page_content``, the passage id as ``id``, and metadata
+holding what was stored with the passage plus ``cera_id``, ``cera_score`` (the dot product) and
+``cera_rationale_spans`` (a JSON list of ``{start, end, text, weight}`` with offsets into
+``page_content``; read it with ``parse_spans``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field
+
+from cera_rag import store
+
+#: Metadata key of the retrieval score (dot product of query and passage vectors).
+SCORE_KEY = "cera_score"
+_IGNORED_KWARGS = frozenset({"verbose"})
+
+
+def document_from_hit(hit: store.Hit) -> Document:
+    """A ``Document`` for a store hit: passage text, id, metadata with score and spans."""
+    return Document(page_content=hit.text, metadata={**hit.metadata_with_spans(), SCORE_KEY: hit.score}, id=hit.id)
+
+
+def text_id(text: str) -> str:
+    """A deterministic id for a text without one (so re-adding the same text adds nothing)."""
+    return "sha1:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class CERARetriever(BaseRetriever):
+    """Dense retrieval with a CERA encoder over Chroma, with rationale spans on every document.
+
+    Give either a loaded ``encoder`` and ``collection``, or ``model_name`` (and where the store
+    is: ``persist_directory`` for an embedded store, ``host``/``port`` for a ``chroma run``
+    server, or ``client``) and ``collection_name``. The number of documents is ``k``, and
+    ``invoke(query, k=3)`` overrides it for one call (so do ``where`` and ``where_document``).
+
+    Example:
+        >>> retriever = CERARetriever(model_name="checkpoints/cera-best", k=3)  # doctest: +SKIP
+        >>> docs = retriever.invoke("Does aspirin lower pain?", k=2)  # doctest: +SKIP
+        >>> parse_spans(docs[0].metadata)  # doctest: +SKIP
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", protected_namespaces=())
+
+    k: int = Field(default=4, ge=1, description="Documents returned per query.")
+    where: dict[str, Any] | None = Field(default=None, description="Chroma metadata filter for every query.")
+    where_document: dict[str, Any] | None = Field(default=None, description="Chroma document filter.")
+    rationales: bool = Field(default=True, description="Attach rationale spans to the documents.")
+    top_fraction: float = Field(default=0.2, gt=0.0, le=1.0, description="Share of words kept as rationale.")
+
+    model_name: str | None = Field(default=None, description="CERA checkpoint folder or hub id.")
+    contriever: bool = Field(default=False, description="Contriever-style encoder: mean pooling, unnormalised.")
+    device: str | None = Field(default=None, description="Torch device of the encoder.")
+    persist_directory: str | None = Field(default=None, description="Embedded Chroma folder.")
+    host: str | None = Field(default=None, description="Host of a `chroma run` server.")
+    port: int | None = Field(default=None, description="Port of that server.")
+    collection_name: str | None = Field(default=None, description="Collection (default cera-passages).")
+    create: bool = Field(default=True, description="Create the collection when it does not exist.")
+
+    encoder: Any = Field(default=None, exclude=True, repr=False, description="A loaded CERAEncoder.")
+    collection: Any = Field(default=None, exclude=True, repr=False, description="A Chroma collection.")
+    client: Any = Field(default=None, exclude=True, repr=False, description="A Chroma client.")
+
+    def __init__(self, **data: Any) -> None:
+        # Loading happens here, not in a pydantic validator, so that cera-rag errors
+        # (CollectionMismatchError, CheckpointError...) reach the caller unwrapped.
+        super().__init__(**data)
+        self._open()
+
+    def _open(self) -> None:
+        if self.encoder is None:
+            if self.model_name is None and not self.contriever:
+                raise ValueError("Give the CERA model: model_name (a checkpoint folder or hub id) or encoder.")
+            self.encoder = store.load_encoder(self.model_name, contriever=self.contriever, device=self.device)
+        if self.model_name is None:
+            self.model_name = str(self.encoder.name)
+        if self.collection is None:
+            name = self.collection_name or (
+                store.CONTRIEVER_COLLECTION if self.contriever else store.DEFAULT_COLLECTION
+            )
+            self.collection = store.open_for_encoder(
+                self.encoder,
+                name=name,
+                path=self.persist_directory,
+                host=self.host,
+                port=self.port,
+                client=self.client,
+                create=self.create,
+            )
+        else:
+            store.check_encoder(self.collection, self.encoder)
+        self.collection_name = str(self.collection.name)
+
+    # ------------------------------------------------------------------------------ indexing
+    def add_texts(
+        self,
+        texts: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]] | None = None,
+        ids: Sequence[str] | None = None,
+        batch_size: int = 64,
+    ) -> list[str]:
+        """Embed and store texts; ids default to a hash of the text, and ids already stored are skipped.
+
+        Returns:
+            The ids of the texts, in order.
+        """
+        if metadatas is not None and len(metadatas) != len(texts):
+            raise ValueError("texts and metadatas must have the same length.")
+        if ids is not None and len(ids) != len(texts):
+            raise ValueError("texts and ids must have the same length.")
+        id_list = [str(i) for i in ids] if ids is not None else [text_id(t) for t in texts]
+        metas = metadatas or [{} for _ in texts]
+        records = [(i, t, dict(m)) for i, t, m in zip(id_list, texts, metas, strict=True)]
+        store.index_passages(self.encoder, self.collection, records, batch_size=batch_size)
+        return id_list
+
+    def add_documents(self, documents: Iterable[Document], batch_size: int = 64) -> list[str]:
+        """Embed and store documents under ``document.id`` (a hash of the text when unset)."""
+        docs = list(documents)
+        ids = [d.id or text_id(d.page_content) for d in docs]
+        return self.add_texts([d.page_content for d in docs], [d.metadata for d in docs], ids, batch_size)
+
+    # ------------------------------------------------------------------------------ retrieval
+    def _get_relevant_documents(
+        self, query: str, *, run_manager: CallbackManagerForRetrieverRun, **kwargs: Any
+    ) -> list[Document]:
+        unknown = set(kwargs) - {"k", "where", "where_document"} - _IGNORED_KWARGS
+        if unknown:
+            raise TypeError(f"CERARetriever got unexpected arguments {sorted(unknown)}; use k, where, where_document.")
+        k = self.k if kwargs.get("k") is None else int(kwargs["k"])
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}.")
+        hits = store.query(
+            self.encoder,
+            self.collection,
+            query,
+            k=k,
+            where=kwargs.get("where", self.where),
+            where_document=kwargs.get("where_document", self.where_document),
+            rationales=self.rationales,
+            top_fraction=self.top_fraction,
+        )
+        return [document_from_hit(h) for h in hits]
+
+    async def _aget_relevant_documents(self, query: str, *, run_manager: Any, **kwargs: Any) -> list[Document]:
+        sync_manager = run_manager.get_sync()
+        return await asyncio.to_thread(self._get_relevant_documents, query, run_manager=sync_manager, **kwargs)

@@ -1,0 +1,104 @@
+"""The same retriever against a real ``chroma run`` server (HttpClient)."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llama_index.retrievers.cera import SPANS_KEY, CERARetriever, parse_spans
+
+from cera_rag import store
+from cera_rag.store import CollectionMismatchError
+
+QUERY = "Does aspirin lower pain compared with placebo?"
+
+
+def _chroma_executable() -> str | None:
+    candidate = Path(sys.executable).with_name("chroma")
+    return str(candidate) if candidate.exists() else shutil.which("chroma")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def chroma_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
+    exe = _chroma_executable()
+    if exe is None:
+        pytest.skip("the `chroma` command is not installed")
+    port = _free_port()
+    log = (tmp_path / "chroma.log").open("wb")
+    proc = subprocess.Popen(
+        [exe, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        import chromadb
+        from chromadb.config import Settings
+
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"chroma run exited with {proc.returncode}: {(tmp_path / 'chroma.log').read_text()}")
+            try:
+                chromadb.HttpClient(
+                    host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False)
+                ).heartbeat()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    pytest.fail("chroma run did not answer its heartbeat within 60 s")
+                time.sleep(0.3)
+        yield "127.0.0.1", port
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.mark.slow
+def test_chroma_server_end_to_end(
+    chroma_server: tuple[str, int], tiny_bert_dir: Path, encoder: Any, contriever_encoder: Any, corpus: list
+) -> None:
+    host, port = chroma_server
+    coll = store.open_for_encoder(encoder, host=host, port=port, name="li-server")
+    report = store.index_passages(encoder, coll, corpus)
+    assert report.added == len(corpus)
+    assert store.index_passages(encoder, coll, corpus).added == 0  # idempotent over HTTP too
+
+    retriever = CERARetriever.from_pretrained(
+        tiny_bert_dir, chroma_collection="li-server", similarity_top_k=3, host=host, port=port
+    )
+    nodes = retriever.retrieve(QUERY)
+    assert len(nodes) == 3
+    for n in nodes:
+        expected = encoder.rationale_spans(QUERY, n.node.text)
+        assert [(s["start"], s["end"]) for s in parse_spans(n.node.metadata[SPANS_KEY])] == [
+            (s.start, s.end) for s in expected
+        ]
+    # the same results as an embedded store holding the same passages
+    q = encoder.encode_queries([QUERY])[0]
+    brute = sorted(corpus, key=lambda r: -float(encoder.encode_passages([r[1]])[0] @ q))
+    assert [n.node.node_id for n in nodes] == [r[0] for r in brute[:3]]
+    with pytest.raises(CollectionMismatchError):
+        CERARetriever(contriever_encoder, retriever.collection)
+
+
+def test_unreachable_server_is_a_store_error() -> None:
+    with pytest.raises(store.StoreError, match="Cannot reach"):
+        store.get_client(host="127.0.0.1", port=_free_port())

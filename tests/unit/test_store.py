@@ -1,0 +1,248 @@
+"""cera_rag.store: Chroma clients and collections, encoder records, idempotent indexing, queries with spans."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cera_rag import store
+from cera_rag.data.passages import Passage
+from cera_rag.errors import ConfigError
+from cera_rag.store import CollectionMismatchError, StoreError
+
+QUERY = "Does aspirin lower pain compared with placebo?"
+RECORDS = [
+    ("p1", "Pain score was significantly lower with aspirin than placebo.", {"article_id": "a1", "year": 2019}),
+    ("p2", "Headache duration was reduced in the aspirin group.", {"article_id": "a1", "year": 2019}),
+    ("p3", "No difference in blood pressure was seen.", {"article_id": "a2", "year": 2021}),
+    ("p4", "Mortality risk was higher in the control group.", {"article_id": "a2", "year": 2021}),
+    ("p5", "Insulin dose was increased daily for two weeks.", {"article_id": "a3", "year": 2023}),
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_bert_dir: Path) -> Any:
+    return store.load_encoder(tiny_bert_dir)
+
+
+@pytest.fixture()
+def coll(encoder: Any, tmp_path: Path) -> Any:
+    return store.open_for_encoder(encoder, path=tmp_path / "chroma", name="unit-test")
+
+
+class FailingEncoder:
+    """Wraps an encoder and fails on the n-th ``encode_passages`` call (an interrupted indexing run)."""
+
+    def __init__(self, encoder: Any, fail_on_call: int) -> None:
+        self._encoder, self.calls, self.fail_on_call = encoder, 0, fail_on_call
+        self.name, self.dim, self.config = encoder.name, encoder.dim, encoder.config
+
+    def encode_passages(self, texts: Any, **kw: Any) -> Any:
+        self.calls += 1
+        if self.calls == self.fail_on_call:
+            raise KeyboardInterrupt
+        return self._encoder.encode_passages(texts, **kw)
+
+
+# ------------------------------------------------------------------------------------ clients
+def test_get_client_embedded_and_argument_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    client = store.get_client(tmp_path / "a" / "b")
+    assert (tmp_path / "a" / "b").is_dir()
+    assert client.heartbeat() > 0
+    with pytest.raises(StoreError, match="not both"):
+        store.get_client(tmp_path, host="127.0.0.1")
+    monkeypatch.setenv("CERA_CHROMA_DIR", str(tmp_path / "env"))
+    assert store.default_store_path() == tmp_path / "env"
+
+
+def test_unreachable_server() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StoreError, match=f"127.0.0.1:{port}"):
+        store.get_client(host="127.0.0.1", port=port)
+
+
+# ------------------------------------------------------------------------------------ collections
+def test_open_collection_records_encoder_and_ip_space(encoder: Any, coll: Any) -> None:
+    info = store.collection_encoder(coll)
+    assert info == {
+        "encoder": str(Path(encoder.name).resolve()),
+        "dim": 32,
+        "pooling": "mean",
+        "normalize": True,
+        "space": "ip",
+    }
+    assert coll.metadata[store.META_DIM] == encoder.dim
+
+
+def test_reopen_same_encoder_and_relative_path(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tiny_bert_dir.parent)
+    rel = store.load_encoder(tiny_bert_dir.name)  # a relative path to the same folder
+    first = store.open_for_encoder(rel, path=tmp_path / "c", name="rel-test")
+    monkeypatch.chdir(tmp_path)
+    again = store.open_for_encoder(store.load_encoder(tiny_bert_dir), path=tmp_path / "c", name="rel-test")
+    assert again.id == first.id
+    assert store.canonical_encoder_name("facebook/contriever") == "facebook/contriever"
+
+
+def test_mismatches_raise(encoder: Any, coll: Any, tmp_path: Path) -> None:
+    path = tmp_path / "chroma"
+    with pytest.raises(CollectionMismatchError, match="dimension 32 \\(you gave 64\\)"):
+        store.open_collection(encoder.name, 64, path=path, name="unit-test")
+    with pytest.raises(CollectionMismatchError, match="encoder"):
+        store.open_collection("other/model", 32, path=path, name="unit-test")
+    with pytest.raises(CollectionMismatchError, match="pooling 'mean' \\(you gave 'cls'\\)"):
+        store.open_collection(encoder.name, 32, path=path, name="unit-test", pooling="cls")
+    with pytest.raises(CollectionMismatchError, match="normalize"):
+        store.open_collection(encoder.name, 32, path=path, name="unit-test", normalize=False)
+    # pooling/normalisation unknown on either side: not compared
+    store.open_collection(encoder.name, 32, path=path, name="unit-test")
+    assert issubclass(CollectionMismatchError, ConfigError)
+
+
+def test_foreign_collections_are_refused(encoder: Any, tmp_path: Path) -> None:
+    client = store.get_client(tmp_path)
+    client.create_collection("plain-coll", embedding_function=None)
+    with pytest.raises(CollectionMismatchError, match="does not record a CERA encoder"):
+        store.open_for_encoder(encoder, client=client, name="plain-coll")
+    meta = {store.META_ENCODER: encoder.name, store.META_DIM: 32}
+    client.create_collection("l2-coll", embedding_function=None, configuration={"hnsw": {"space": "l2"}}, metadata=meta)
+    with pytest.raises(CollectionMismatchError, match="'l2'"):
+        store.open_for_encoder(encoder, client=client, name="l2-coll")
+
+
+def test_missing_collection_without_create(encoder: Any, tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="No collection"):
+        store.open_for_encoder(encoder, path=tmp_path, name="absent", create=False)
+
+
+# ------------------------------------------------------------------------------------ indexing
+def test_index_is_idempotent_and_counts_duplicates(encoder: Any, coll: Any) -> None:
+    report = store.index_passages(encoder, coll, [*RECORDS, RECORDS[0]], batch_size=2)
+    assert (report.added, report.skipped, report.duplicates) == (5, 0, 1)
+    assert report.ids == [r[0] for r in RECORDS]
+    again = store.index_passages(encoder, coll, RECORDS)
+    assert (again.added, again.skipped) == (0, 5)
+    assert coll.count() == 5
+    stored = coll.get(ids=["p1"], include=["documents", "metadatas", "embeddings"])
+    assert stored["documents"] == [RECORDS[0][1]]
+    assert stored["metadatas"] == [RECORDS[0][2]]
+    np.testing.assert_allclose(stored["embeddings"][0], encoder.encode_passages([RECORDS[0][1]])[0], atol=1e-6)
+
+
+def test_interrupted_index_resumes(encoder: Any, coll: Any) -> None:
+    failing = FailingEncoder(encoder, fail_on_call=2)
+    with pytest.raises(KeyboardInterrupt):
+        store.index_passages(failing, coll, RECORDS, batch_size=2)
+    assert coll.count() == 2  # the first batch was committed
+    report = store.index_passages(encoder, coll, RECORDS, batch_size=2)
+    assert (report.added, report.skipped) == (3, 2)
+    assert sorted(coll.get(include=[])["ids"]) == sorted(r[0] for r in RECORDS)
+
+
+def test_index_checks_the_encoder(encoder: Any, coll: Any, tiny_bert_dir: Path) -> None:
+    contriever_style = store.load_encoder(tiny_bert_dir, contriever=True)
+    with pytest.raises(CollectionMismatchError):
+        store.index_passages(contriever_style, coll, RECORDS)
+    with pytest.raises(ValueError, match="batch_size"):
+        store.index_passages(encoder, coll, RECORDS, batch_size=0)
+
+
+def test_index_passage_objects_with_deterministic_ids(encoder: Any, coll: Any, tmp_path: Path) -> None:
+    (tmp_path / "docs" / "sub").mkdir(parents=True)
+    (tmp_path / "docs" / "a.txt").write_text("Pain was lower with aspirin. Blood pressure did not change.\n")
+    (tmp_path / "docs" / "sub" / "b.txt").write_text("Headache duration fell.\n\nMortality was higher.\n")
+    passages = store.passages_from_directory(tmp_path / "docs")
+    assert {p.article_id for p in passages} == {"a", "sub/b"}
+    assert all(isinstance(p, Passage) for p in passages)
+    report = store.index_passages(encoder, coll, passages)
+    assert report.ids == [p.passage_id for p in passages]
+    assert store.index_passages(encoder, coll, store.passages_from_directory(tmp_path / "docs")).added == 0
+    got = coll.get(ids=[passages[0].passage_id], include=["metadatas"])["metadatas"][0]
+    assert got == {"article_id": passages[0].article_id, "passage_index": 0, "start": passages[0].start,
+                   "end": passages[0].end}  # fmt: skip
+    with pytest.raises(StoreError, match="not a folder"):
+        store.passages_from_directory(tmp_path / "missing")
+    with pytest.raises(StoreError, match="No \\*.md files"):
+        store.passages_from_directory(tmp_path / "docs", pattern="*.md")
+
+
+def test_passages_from_split(synthetic_data_dir: Path) -> None:
+    passages = store.passages_from_split("validation", data_dir=synthetic_data_dir)
+    assert passages and {p.article_id for p in passages} == {"1003"}
+
+
+def test_scalar_metadata_and_records() -> None:
+    meta = store._scalar_metadata(
+        {"a": 1, "b": None, "c": ["x", "y"], "d": {"k": 1}, "e": [], "f": [1, "x"], "g": np.float32(0.5), "h": True}
+    )
+    assert meta == {"a": 1, "c": ["x", "y"], "d": '{"k": 1}', "e": "[]", "f": '[1, "x"]', "g": 0.5, "h": True}
+    assert store.as_record(("i", "t")) == ("i", "t", {})
+    assert store.as_record((1, "t", {"k": "v"})) == ("1", "t", {"k": "v"})
+    with pytest.raises(TypeError, match="Cannot index"):
+        store.as_record("just text")
+
+
+# ------------------------------------------------------------------------------------ queries
+def test_query_scores_ranking_and_spans(encoder: Any, coll: Any) -> None:
+    store.index_passages(encoder, coll, RECORDS)
+    hits = store.query(encoder, coll, QUERY, k=3)
+    q = encoder.encode_queries([QUERY])[0]
+    dots = {i: float(encoder.encode_passages([t])[0] @ q) for i, t, _ in RECORDS}
+    assert [h.id for h in hits] == sorted(dots, key=lambda i: -dots[i])[:3]
+    for h in hits:
+        assert h.score == pytest.approx(dots[h.id], abs=1e-4)
+        expected = encoder.rationale_spans(QUERY, h.text)
+        assert [(s["start"], s["end"], s["text"]) for s in h.spans] == [(s.start, s.end, s.text) for s in expected]
+        meta = h.metadata_with_spans()
+        assert meta["cera_id"] == h.id and store.SPANS_KEY in meta
+    assert len(store.query(encoder, coll, QUERY, k=50)) == 5
+    assert {h.id for h in store.query(encoder, coll, QUERY, k=5, where={"article_id": "a2"})} == {"p3", "p4"}
+    assert [h.id for h in store.query(encoder, coll, QUERY, k=5, where_document={"$contains": "Insulin"})] == ["p5"]
+    assert all(h.spans == [] for h in store.query(encoder, coll, QUERY, rationales=False))
+    assert store.query(encoder, coll, QUERY, k=0) == []
+    (everything,) = store.query(encoder, coll, QUERY, k=1, top_fraction=1.0)
+    assert [s["text"] for s in everything.spans] == [everything.text]  # every word kept, merged into one span
+
+
+def test_query_empty_collection(encoder: Any, coll: Any) -> None:
+    assert store.query(encoder, coll, QUERY) == []
+
+
+def test_contriever_style_scores_are_unnormalised_dot_products(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    enc = store.load_encoder(tiny_bert_dir, contriever=True)
+    assert (enc.config.pooling, enc.config.normalize) == ("mean", False)
+    c = store.open_for_encoder(enc, path=tmp_path, name="contriever-passages")
+    store.index_passages(enc, c, RECORDS)
+    q = enc.encode_queries([QUERY])[0]
+    assert abs(float(np.linalg.norm(q)) - 1.0) > 1e-3
+    for h in store.query(enc, c, QUERY, k=5):
+        p = enc.encode_passages([h.text])[0]
+        assert h.score == pytest.approx(float(p @ q), rel=1e-4, abs=1e-3)
+    assert store.distance_to_score(-1.5) == 2.5
+
+
+def test_load_encoder_arguments(tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="Give a model"):
+        store.load_encoder(None)
+    enc = store.load_encoder(tiny_bert_dir, pooling="cls", normalize=False)
+    assert (enc.config.pooling, enc.config.normalize) == ("cls", False)
+    import huggingface_hub
+
+    from cera_rag.paths import DEFAULT_BASE_MODEL
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    assert store.default_contriever_model() == DEFAULT_BASE_MODEL  # offline, not cached: the MiniLM stand-in
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: str(tmp_path / "config.json"))
+    assert store.default_contriever_model() == store.CONTRIEVER_MODEL  # offline but cached
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    assert store.default_contriever_model() == store.CONTRIEVER_MODEL
