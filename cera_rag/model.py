@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,10 @@ Pooling = Literal["mean", "cls"]
 #: File that marks a cera-rag checkpoint and holds its ``EncoderConfig``.
 CONFIG_NAME = "cera_config.json"
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
+
+
+class TruncationWarning(UserWarning):
+    """A text was longer than the encoder's maximum length and was truncated."""
 
 
 class EncoderConfig(BaseModel):
@@ -218,7 +223,6 @@ class CERAEncoder(nn.Module):
         rationale spans come through the same code. Inference only (no training, CPU only).
         """
         import copy
-        import warnings
 
         from torch.ao.quantization import quantize_dynamic
 
@@ -310,13 +314,27 @@ class CERAEncoder(nn.Module):
         for s in range(0, len(order), batch_size):
             yield order[s : s + batch_size]
 
-    def _check_texts(self, texts: Sequence[str], what: str) -> list[str]:
+    def _check_texts(self, texts: Sequence[str], what: str, max_length: int, allow_empty: bool) -> list[str]:
+        """Type and content checks; warns (once per call) when texts will be truncated."""
         if isinstance(texts, str):
             raise TypeError(f"{what} must be a list of strings, not one string; wrap it: [text].")
         out = list(texts)
         for i, t in enumerate(out):
             if not isinstance(t, str):
                 raise TypeError(f"{what}[{i}] is {type(t).__name__}, not str.")
+            if not allow_empty and not t.strip():
+                raise ValueError(f"{what}[{i}] is empty or whitespace only; give a question with words in it.")
+        # ~4 characters per token: only long texts pay for the exact check.
+        long = [t for t in out if len(t) > 3 * max_length]
+        if long:
+            n_long = sum(len(ids) > max_length for ids in self.tokenizer(long, add_special_tokens=True)["input_ids"])
+            if n_long:
+                warnings.warn(
+                    f"{n_long} of {len(out)} {what} exceed {max_length} tokens and are truncated; only their "
+                    f"first {max_length} tokens are embedded (split long documents into passages first).",
+                    TruncationWarning,
+                    stacklevel=3,
+                )
         return out
 
     @torch.inference_mode()
@@ -330,7 +348,7 @@ class CERAEncoder(nn.Module):
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """``(n, d)`` float32 query embeddings."""
-        texts = self._check_texts(texts, "queries")
+        texts = self._check_texts(texts, "queries", self.config.max_query_length, allow_empty=False)
         return self._encode(texts, self.config.max_query_length, batch_size)
 
     def encode_passages(
@@ -341,7 +359,7 @@ class CERAEncoder(nn.Module):
         top_fraction: float = 0.2,
     ) -> Any:
         """``(n, d)`` float32 passage embeddings; with ``return_rationales`` also their spans (one pass)."""
-        texts = self._check_texts(texts, "passages")
+        texts = self._check_texts(texts, "passages", self.config.max_passage_length, allow_empty=True)
         if not return_rationales:
             return self._encode(texts, self.config.max_passage_length, batch_size)
         return self._encode_with_spans(texts, batch_size, top_fraction)

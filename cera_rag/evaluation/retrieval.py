@@ -13,6 +13,7 @@ A *system* is anything that embeds queries and passages (``encode_queries`` /
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol
 
@@ -82,6 +83,29 @@ def _examples(split: ProcessedSplit, limit: int | None) -> list[PromptExample]:
     return exs[:limit] if limit else exs
 
 
+def eval_examples(split: ProcessedSplit, limit: int | None = None) -> list[PromptExample]:
+    """The prompts evaluated: those with at least one positive passage, the first ``limit`` of them."""
+    return _examples(split, limit)
+
+
+def pool_articles(split: ProcessedSplit, exs: Sequence[PromptExample], pool: Pool) -> list[str]:
+    """Articles whose passages form the candidate pool, sorted (the order ``dense_run`` uses).
+
+    Args:
+        split: the processed split.
+        exs: the evaluated prompts.
+        pool: ``"article"`` (only the prompts' own articles) or ``"corpus"`` (every article of the split).
+
+    Returns:
+        Sorted article ids.
+    """
+    if pool == "article":
+        return sorted({ex.prompt.article_id for ex in exs})
+    if pool == "corpus":
+        return sorted(split.passages)
+    raise ValueError(f"Unknown pool {pool!r}; use 'article' or 'corpus'.")
+
+
 def dense_run(
     encoder: Embedder,
     split: ProcessedSplit,
@@ -94,12 +118,40 @@ def dense_run(
 ) -> dict[str, dict[str, float]]:
     """Scores of every query against its pool, keeping the ``top_k`` best per query."""
     exs = _examples(split, limit)
-    articles = sorted({ex.prompt.article_id for ex in exs}) if pool == "article" else sorted(split.passages)
-    passages = [p for a in articles for p in split.passages[a]]
+    passages = [p for a in pool_articles(split, exs, pool) for p in split.passages[a]]
     if passage_vectors is None:
         passage_vectors = np.asarray(encoder.encode_passages([p.text for p in passages], batch_size=batch_size))
     qv = encoder.encode_queries([query_text(ex, query_style) for ex in exs], batch_size=batch_size)
     return _rank(exs, passages, passage_vectors, qv, pool, top_k)
+
+
+def dense_run_from_vectors(
+    split: ProcessedSplit,
+    exs: Sequence[PromptExample],
+    query_vectors: np.ndarray,
+    article_vectors: dict[str, np.ndarray],
+    pool: Pool = "article",
+    top_k: int = 100,
+) -> dict[str, dict[str, float]]:
+    """A dense run from precomputed vectors (e.g. the passage-vector cache).
+
+    Args:
+        split: the processed split.
+        exs: the evaluated prompts, in the order of ``query_vectors``.
+        query_vectors: ``(len(exs), d)`` query embeddings.
+        article_vectors: article id -> ``(n_passages, d)`` vectors in ``split.passages[article_id]`` order;
+            must hold every article of the pool.
+        pool: ``"article"`` or ``"corpus"``.
+        top_k: passages kept per query.
+
+    Returns:
+        ``{query_id: {passage_id: score}}``.
+    """
+    articles = pool_articles(split, exs, pool)
+    passages = [p for a in articles for p in split.passages[a]]
+    dim = query_vectors.shape[1]
+    matrix = np.concatenate([article_vectors[a] for a in articles]) if articles else np.zeros((0, dim), np.float32)
+    return _rank(list(exs), passages, matrix, query_vectors, pool, top_k)
 
 
 def _rank(
@@ -140,6 +192,52 @@ def lexical_run(
     return run
 
 
+def bm25_run(
+    split: ProcessedSplit,
+    pool: Pool = "article",
+    query_style: str = "paper",
+    limit: int | None = None,
+    top_k: int = 100,
+    exs: Sequence[PromptExample] | None = None,
+) -> dict[str, dict[str, float]]:
+    """BM25 (``bm25s``, English stopwords) over the article pool (one index per article) or the whole split.
+
+    Args:
+        split: the processed split.
+        pool: ``"article"`` (rank the prompt's own article) or ``"corpus"`` (one index over all passages).
+        query_style: ``"paper"`` or ``"heldout"`` (see ``query_text``).
+        limit: evaluate the first ``limit`` prompts with positives (ignored when ``exs`` is given).
+        top_k: passages kept per query.
+        exs: the prompts to evaluate (default: ``eval_examples(split, limit)``).
+
+    Returns:
+        ``{query_id: {passage_id: score}}``.
+    """
+    from cera_rag.data.negatives import ArticleBM25
+
+    exs = list(exs) if exs is not None else _examples(split, limit)
+    run: dict[str, dict[str, float]] = {}
+    if pool == "article":
+        indexes: dict[str, ArticleBM25] = {}
+        for ex in exs:
+            aid = ex.prompt.article_id
+            passages = split.passages[aid]
+            if aid not in indexes:
+                indexes[aid] = ArticleBM25([p.text for p in passages])
+            order, scores = indexes[aid].rank(query_text(ex, query_style))
+            run[query_id(ex)] = {
+                passages[int(j)].passage_id: float(s) for j, s in zip(order[:top_k], scores[:top_k], strict=False)
+            }
+        return run
+    passages = [p for a in pool_articles(split, exs, pool) for p in split.passages[a]]
+    index = ArticleBM25([p.text for p in passages])
+    index.n = min(top_k, len(passages))  # retrieve only the top k from the corpus index
+    for ex in exs:
+        order, scores = index.rank(query_text(ex, query_style))
+        run[query_id(ex)] = {passages[int(j)].passage_id: float(s) for j, s in zip(order, scores, strict=False)}
+    return run
+
+
 def evaluate_run(
     qrels: dict[str, dict[str, int]],
     run: dict[str, dict[str, float]],
@@ -155,7 +253,10 @@ def evaluate_run(
     # ranx drops queries without results: give those an empty-but-present run entry.
     r = {k: (run[k] or {"__none__": 0.0}) for k in q}
     qrels_obj, run_obj = Qrels(q), Run(r)
-    means = evaluate(qrels_obj, run_obj, list(metrics), make_comparable=True)
+    with warnings.catch_warnings():
+        # numba's "unsafe cast from uint64 to int64" in ranx's precision kernel: harmless, noisy
+        warnings.filterwarnings("ignore", message=".*unsafe cast.*")
+        means = evaluate(qrels_obj, run_obj, list(metrics), make_comparable=True)
     out: dict[str, Any] = {m: float(means[m]) for m in metrics} if len(metrics) > 1 else {metrics[0]: float(means)}
     if per_query:
         out["per_query"] = {m: {k: float(v) for k, v in run_obj.scores[m].items()} for m in metrics}

@@ -179,3 +179,15 @@ def test_int8_copy_is_close_and_leaves_original(encoder: CERAEncoder) -> None:
     np.testing.assert_array_equal(encoder.encode_passages(PASSAGES), fp32)
     spans = q8.rationale_spans("q", PASSAGES[0])
     assert all(PASSAGES[0][s.start : s.end] == s.text for s in spans)
+
+
+def test_empty_and_long_queries(encoder: CERAEncoder) -> None:
+    from cera_rag.model import TruncationWarning
+
+    with pytest.raises(ValueError, match="empty or whitespace"):
+        encoder.encode_queries(["ok", "   \n"])
+    with pytest.warns(TruncationWarning, match="truncated"):
+        out = encoder.encode_queries(["pain " * 20_000])
+    assert out.shape == (1, 32) and np.isfinite(out).all()
+    # empty passages are allowed (an empty chunk embeds as [CLS][SEP]) and yield no spans
+    assert encoder.rationale_spans("q", "") == []

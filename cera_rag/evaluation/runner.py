@@ -1,0 +1,419 @@
+"""One evaluation run: retrieval of every system on every pool and query style, statistics,
+plausibility and faithfulness of the dense systems, written as JSON, markdown and PNGs.
+
+Systems (``EvalConfig.systems``):
+
+* ``bm25``: ``bm25s`` with English stopwords, one index per article (article pool) or one over
+  the whole split (corpus pool);
+* ``minilm``: off-the-shelf all-MiniLM-L6-v2 with mean pooling; ``minilm-cls``: the same with
+  [CLS] pooling;
+* any local folder (a CERA checkpoint, a sentence-transformers folder, a HF model folder) or hub
+  id, loaded with ``CERAEncoder.from_pretrained``; a ``@cls`` / ``@mean`` suffix overrides pooling;
+* a glob (``checkpoints/rows/cera-s*``): every matching folder is one seed of one system, reported
+  as mean ± std over seeds, with per-query values averaged over seeds for the paired tests.
+
+Every dense model goes through the same ``CERAEncoder`` code; passage vectors are cached per
+(model fingerprint, split, data config) so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from cera_rag.data.dataset import DataConfig, ProcessedSplit
+from cera_rag.evaluation.retrieval import DEFAULT_METRICS, Pool
+
+log = logging.getLogger(__name__)
+
+#: Aliases of off-the-shelf encoders: name -> (model path or hub id, pooling).
+ALIASES: dict[str, tuple[str, str]] = {
+    "minilm": ("minilm", "mean"),
+    "minilm-mean": ("minilm", "mean"),
+    "minilm-cls": ("minilm", "cls"),
+}
+LEXICAL = ("bm25",)
+_POOLS: tuple[Pool, ...] = ("article", "corpus")
+
+
+class EvalConfig(BaseModel):
+    """Everything an evaluation run depends on (stored in the run's JSON)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    split: str = "validation"
+    systems: list[str] = Field(default_factory=lambda: ["bm25", "minilm"])
+    pools: list[Pool] = Field(default_factory=lambda: list(_POOLS))
+    query_styles: list[str] = Field(default_factory=lambda: ["paper"])
+    limit: int | None = Field(None, ge=1, description="Evaluate the first N prompts with positives.")
+    metrics: list[str] = Field(default_factory=lambda: list(DEFAULT_METRICS))
+    top_k: int = Field(100, ge=1)
+    baseline: str | None = Field(None, description="System the others are compared with (default: the first).")
+    plausibility: bool = True
+    faithfulness: bool = True
+    faithfulness_limit: int | None = Field(100, ge=1, description="Positive pairs for faithfulness (None = all).")
+    aopc_fractions: list[float] = Field(default_factory=lambda: [0.01, 0.05, 0.1, 0.2, 0.5])
+    n_bootstrap: int = Field(2000, ge=100)
+    n_permutations: int = Field(10000, ge=100)
+    seed: int = 0
+    batch_size: int = Field(32, ge=1)
+    use_cache: bool = True
+    data: DataConfig = Field(default_factory=DataConfig)
+
+
+@dataclass
+class System:
+    """A system to evaluate: BM25, or one dense model, or several seeds of one."""
+
+    label: str
+    kind: str  # "lexical" or "dense"
+    members: list[str] = field(default_factory=list)
+
+    @property
+    def is_group(self) -> bool:
+        return len(self.members) > 1
+
+
+def parse_systems(specs: list[str]) -> list[System]:
+    """Turn ``--systems`` entries into ``System`` objects (aliases, globs for seed groups).
+
+    Args:
+        specs: entries such as ``bm25``, ``minilm``, ``checkpoints/cera-best``, ``checkpoints/cera-s*``.
+
+    Returns:
+        Systems in the given order (duplicates dropped).
+
+    Raises:
+        ConfigError: a glob matches no folder, or no system is given.
+    """
+    from cera_rag.errors import ConfigError
+
+    systems: list[System] = []
+    seen: set[str] = set()
+    for raw in specs:
+        spec = raw.strip()
+        if not spec or spec in seen:
+            continue
+        seen.add(spec)
+        if spec.lower() in LEXICAL:
+            systems.append(System(spec.lower(), "lexical"))
+        elif any(c in spec.split("@")[0] for c in "*?["):
+            base, _, suffix = spec.partition("@")
+            matches = sorted(p for p in glob.glob(base) if Path(p).is_dir())
+            if not matches:
+                raise ConfigError(f"System {spec!r} matches no folder; check the path or glob.")
+            systems.append(System(spec, "dense", [m + (f"@{suffix}" if suffix else "") for m in matches]))
+        else:
+            systems.append(System(spec, "dense", [spec]))
+    if not systems:
+        raise ConfigError("No system to evaluate; pass e.g. --systems bm25,minilm.")
+    return systems
+
+
+def load_encoder(spec: str) -> Any:
+    """Load a dense system member: an alias, a path or hub id, optionally ``@cls`` / ``@mean``.
+
+    Args:
+        spec: e.g. ``minilm``, ``minilm-cls``, ``checkpoints/cera-best``, ``checkpoints/cera-best@mean``.
+
+    Returns:
+        A ``CERAEncoder`` in eval mode.
+    """
+    from cera_rag.errors import ConfigError
+    from cera_rag.model import CERAEncoder
+
+    name, pooling = spec, None
+    if spec in ALIASES:
+        name, pooling = ALIASES[spec]
+    elif "@" in spec:
+        name, _, pooling = spec.rpartition("@")
+        if pooling not in ("cls", "mean"):
+            raise ConfigError(f"Unknown pooling suffix @{pooling} in {spec!r}; use @cls or @mean.")
+    return CERAEncoder.from_pretrained(name, pooling=pooling)
+
+
+def _member_source(spec: str) -> str:
+    if spec in ALIASES:
+        return ALIASES[spec][0]
+    return spec.rpartition("@")[0] if "@" in spec and spec.rpartition("@")[2] in ("cls", "mean") else spec
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages the numbers depend on."""
+    from importlib import metadata
+
+    out: dict[str, str] = {}
+    for dist in ("cera-rag", "torch", "transformers", "ranx", "bm25s", "numpy"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    try:
+        import subprocess
+
+        repo = Path(__file__).resolve().parents[2]
+        commit = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout.strip()
+        if commit:
+            out["git_commit"] = commit
+    except (OSError, ValueError):
+        pass
+    return out
+
+
+def _ci_table(per_query: dict[str, dict[str, float]], metrics: list[str], cfg: EvalConfig) -> dict[str, list[float]]:
+    from cera_rag.evaluation.stats import bootstrap_ci
+
+    out = {}
+    for m in metrics:
+        vals = np.array([per_query[m][k] for k in sorted(per_query[m])], dtype=np.float64)
+        _, lo, hi = bootstrap_ci(vals, cfg.n_bootstrap, 0.05, cfg.seed)
+        out[m] = [lo, hi]
+    return out
+
+
+def run_evaluation(
+    config: EvalConfig,
+    data_dir: str | Path | None = None,
+    show_progress: bool = True,
+    split: ProcessedSplit | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Evaluate every system; returns ``(results, per_query)`` ready for ``report.write_report``.
+
+    Args:
+        config: the run's settings.
+        data_dir: Evidence Inference folder (default: ``$CERA_DATA_DIR`` / ``../shared``).
+        show_progress: tqdm bars.
+        split: an already processed split (skips loading; tests).
+
+    Returns:
+        ``results``: config, versions, timestamp, data summary, metric means with bootstrap CIs, paired
+        comparisons, plausibility and faithfulness summaries, timings. ``per_query``: the per-query values
+        behind them.
+    """
+    from cera_rag.data.dataset import load_processed
+    from cera_rag.errors import ConfigError
+    from cera_rag.evaluation import stats
+    from cera_rag.evaluation.cache import PassageVectorCache
+    from cera_rag.evaluation.faithfulness import DEFINITIONS as FAITH_DEFINITIONS
+    from cera_rag.evaluation.faithfulness import evaluate_faithfulness
+    from cera_rag.evaluation.plausibility import evaluate_plausibility, positive_pairs
+    from cera_rag.evaluation.retrieval import (
+        bm25_run,
+        build_qrels,
+        dense_run_from_vectors,
+        eval_examples,
+        evaluate_run,
+        pool_articles,
+        query_text,
+    )
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    for style in config.query_styles:
+        if style not in ("paper", "heldout"):
+            raise ConfigError(f"Unknown query style {style!r}; use paper or heldout.")
+    systems = parse_systems(config.systems)
+    labels = [s.label for s in systems]
+    baseline = config.baseline or labels[0]
+    if baseline not in labels:
+        raise ConfigError(f"Baseline {baseline!r} is not one of the systems {labels}.")
+
+    if split is None:
+        split = load_processed(config.split, config.data, data_dir, show_progress=show_progress)
+    exs = eval_examples(split, config.limit)
+    qrels = {k: v for k, v in build_qrels(split).items() if k in {q.prompt.prompt_id for q in exs}}
+    needed = sorted({a for pool in config.pools for a in pool_articles(split, exs, pool)})
+    pairs = positive_pairs(split, exs, config.query_styles[0])
+    timings["load_data"] = time.perf_counter() - t_start
+
+    # per_query[key][system] = [ {metric: {qid: value}} per member ]
+    member_pq: dict[str, dict[str, list[dict[str, dict[str, float]]]]] = {}
+    member_means: dict[str, dict[str, list[dict[str, float]]]] = {}
+    plaus: dict[str, list[dict[str, Any]]] = {}
+    faith: dict[str, list[dict[str, Any]]] = {}
+    members_info: dict[str, list[dict[str, Any]]] = {}
+
+    def record(key: str, label: str, ev: dict[str, Any]) -> None:
+        member_pq.setdefault(key, {}).setdefault(label, []).append(ev.pop("per_query"))
+        member_means.setdefault(key, {}).setdefault(label, []).append(ev)
+
+    for system in systems:
+        t0 = time.perf_counter()
+        if system.kind == "lexical":
+            for style in config.query_styles:
+                for pool in config.pools:
+                    run = bm25_run(split, pool, style, top_k=config.top_k, exs=exs)
+                    record(f"{pool}/{style}", system.label, evaluate_run(qrels, run, config.metrics, per_query=True))
+            members_info[system.label] = [{"spec": "bm25", "library": "bm25s", "stopwords": "en"}]
+            timings[system.label] = time.perf_counter() - t0
+            continue
+        for spec in system.members:
+            log.info("Evaluating %s", spec)
+            encoder = load_encoder(spec)
+            cache = PassageVectorCache(encoder, split, enabled=config.use_cache, source=_member_source(spec))
+            t1 = time.perf_counter()
+            vectors = cache.vectors(needed, config.batch_size, show_progress=show_progress, desc=f"encode {spec}")
+            stage: dict[str, float] = {"encode_passages": time.perf_counter() - t1}
+            t1 = time.perf_counter()
+            for style in config.query_styles:
+                qv = encoder.encode_queries([query_text(ex, style) for ex in exs], batch_size=config.batch_size)
+                for pool in config.pools:
+                    run = dense_run_from_vectors(split, exs, qv, vectors, pool, config.top_k)
+                    record(f"{pool}/{style}", system.label, evaluate_run(qrels, run, config.metrics, per_query=True))
+            stage["retrieval"] = time.perf_counter() - t1
+            info: dict[str, Any] = {"spec": spec, "name": encoder.name, "encoder_config": encoder.config.model_dump()}
+            info["cache"] = cache.manifest()
+            t1 = time.perf_counter()
+            if config.plausibility and pairs:
+                plaus.setdefault(system.label, []).append(
+                    evaluate_plausibility(encoder, pairs, config.batch_size, config.seed, show_progress)
+                )
+            stage["plausibility"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            if config.faithfulness and pairs:
+                faith.setdefault(system.label, []).append(
+                    evaluate_faithfulness(
+                        encoder,
+                        pairs,
+                        config.faithfulness_limit,
+                        config.aopc_fractions,
+                        seed=config.seed,
+                        batch_size=config.batch_size,
+                        show_progress=show_progress,
+                    )
+                )
+            stage["faithfulness"] = time.perf_counter() - t1
+            info["timings_s"] = {k: round(v, 2) for k, v in stage.items()}
+            members_info.setdefault(system.label, []).append(info)
+            del encoder
+        timings[system.label] = time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ retrieval summaries and stats
+    retrieval: dict[str, Any] = {}
+    per_query_out: dict[str, Any] = {"retrieval": {}, "plausibility": {}, "faithfulness": {}}
+    for key, by_system in member_pq.items():
+        pq = {
+            label: {m: stats.mean_per_query([mem[m] for mem in runs]) for m in config.metrics}
+            for label, runs in by_system.items()
+        }
+        per_query_out["retrieval"][key] = pq
+        entry: dict[str, Any] = {"n_queries": len(next(iter(pq.values()))[config.metrics[0]]), "systems": {}}
+        for label in labels:
+            if label not in pq:
+                continue
+            seeds = stats.aggregate_seeds(member_means[key][label])
+            entry["systems"][label] = {
+                "metrics": {m: seeds[m]["mean"] for m in config.metrics},
+                "std": {m: seeds[m]["std"] for m in config.metrics},
+                "n_seeds": len(member_means[key][label]),
+                "ci95": _ci_table(pq[label], config.metrics, config),
+            }
+        entry["comparisons"] = {
+            label: {
+                m: stats.paired_comparison(
+                    pq[label][m], pq[baseline][m], config.n_bootstrap, config.n_permutations, seed=config.seed
+                )
+                for m in config.metrics
+            }
+            for label in labels
+            if label != baseline and label in pq
+        }
+        retrieval[key] = entry
+
+    plausibility: dict[str, Any] = {}
+    for label, runs in plaus.items():
+        att = stats.aggregate_seeds([r["attention"] for r in runs])
+        rnd = stats.aggregate_seeds([r["random"] for r in runs])
+        per_query_out["plausibility"][label] = [r["per_instance"] for r in runs]
+        auprc = stats.mean_per_query([r["per_instance"]["auprc"] for r in runs])
+        auprc_rnd = stats.mean_per_query([r["per_instance"]["auprc_random"] for r in runs])
+        plausibility[label] = {
+            "attention": {k: v["mean"] for k, v in att.items()},
+            "attention_std": {k: v["std"] for k, v in att.items()},
+            "random": {k: v["mean"] for k, v in rnd.items()},
+            "attention_vs_random_auprc": stats.paired_comparison(
+                auprc, auprc_rnd, config.n_bootstrap, config.n_permutations, seed=config.seed
+            ),
+            "attention_mass": [x for r in runs for x in r["attention_mass"]],
+            "evidence_fraction": [x for r in runs for x in r["evidence_fraction"]],
+            "n_pairs": runs[0]["n_scored"],
+            "n_seeds": len(runs),
+        }
+
+    faithfulness: dict[str, Any] = {}
+    for label, runs in faith.items():
+        runs = [r for r in runs if r["summary"]]
+        if not runs:
+            continue
+        methods = list(runs[0]["summary"])
+        per_query_out["faithfulness"][label] = [r["per_pair"] for r in runs]
+        summary = {m: stats.aggregate_seeds([r["summary"][m] for r in runs]) for m in methods}
+        entry = {
+            "summary": {m: {k: v["mean"] for k, v in s.items()} for m, s in summary.items()},
+            "std": {m: {k: v["std"] for k, v in s.items()} for m, s in summary.items()},
+            "fractions": runs[0]["fractions"],
+            "n_pairs": runs[0]["n_pairs"],
+            "n_seeds": len(runs),
+            "comparisons": {},
+        }
+        if "attention" in methods:
+            for other in (m for m in methods if m != "attention"):
+                entry["comparisons"][f"attention_vs_{other}"] = {
+                    k: stats.paired_comparison(
+                        stats.mean_per_query([r["per_pair"]["attention"][k] for r in runs]),
+                        stats.mean_per_query([r["per_pair"][other][k] for r in runs]),
+                        config.n_bootstrap,
+                        config.n_permutations,
+                        seed=config.seed,
+                    )
+                    for k in (
+                        "eraser_comprehensiveness_aopc",
+                        "eraser_sufficiency_aopc",
+                        "paper_comprehensiveness",
+                        "paper_sufficiency",
+                    )
+                }
+        faithfulness[label] = entry
+
+    timings["total"] = time.perf_counter() - t_start
+    results: dict[str, Any] = {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": config.model_dump(),
+        "versions": package_versions(),
+        "data": {
+            "split": split.name,
+            "n_articles": len(split.passages),
+            "n_passages": split.n_passages,
+            "n_queries": len(exs),
+            "n_articles_queried": len({ex.prompt.article_id for ex in exs}),
+            "n_positive_pairs": len(pairs),
+        },
+        "systems": [{"label": s.label, "kind": s.kind, "members": members_info.get(s.label, [])} for s in systems],
+        "baseline": baseline,
+        "retrieval": retrieval,
+        "plausibility": plausibility,
+        "faithfulness": faithfulness,
+        "definitions": {
+            "retrieval": "ranx metrics over qrels = positive passages of each prompt; article pool = the prompt's own "
+            "article, corpus pool = every passage of the split; ci95 = percentile bootstrap of the mean over queries",
+            "comparisons": "system - baseline on per-query values: mean difference, paired bootstrap 95% CI, "
+            "two-sided paired randomisation (sign-flip) test p-value",
+            "seeds": "glob systems: metrics are the mean over seeds, std the sample std over seeds; per-query values "
+            "are averaged over seeds before paired tests",
+            "plausibility": "ERASER token-level AUPRC, token F1 and IOU F1 (IOU >= 0.5) of CLS attention vs human "
+            "evidence words in positive passages; @rationale: k = human words, @20%: k = ceil(20% words)",
+            **{f"faithfulness/{k}": v for k, v in FAITH_DEFINITIONS.items()},
+        },
+        "timings_s": {k: round(v, 2) for k, v in timings.items()},
+    }
+    return results, per_query_out

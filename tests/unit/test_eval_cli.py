@@ -1,0 +1,125 @@
+"""`cera-rag evaluate` end to end on the synthetic dataset with the tiny BERT; seed groups; the evals script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import _write_tiny_bert
+from typer.testing import CliRunner
+
+from cera_rag.cli import app
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_cli_end_to_end(synthetic_data_dir: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    args = [
+        "evaluate",
+        "--split", "train",
+        "--systems", f"bm25,{tiny_bert_dir},{tiny_bert_dir}@cls",
+        "--pool", "article,corpus",
+        "--query-style", "paper,heldout",
+        "--data-dir", str(synthetic_data_dir),
+        "--out", str(out),
+        "--name", "smoke",
+        "--faithfulness-limit", "3",
+        "--n-bootstrap", "200",
+        "--n-permutations", "200",
+        "--quiet",
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads((out / "smoke.json").read_text())
+    assert set(data["retrieval"]) == {"article/paper", "corpus/paper", "article/heldout", "corpus/heldout"}
+    entry = data["retrieval"]["article/paper"]
+    assert list(entry["systems"]) == ["bm25", str(tiny_bert_dir), f"{tiny_bert_dir}@cls"]
+    assert entry["n_queries"] == 6
+    for m in ("recall@1", "recall@3", "recall@5", "recall@10", "precision@1", "precision@5", "mrr@10", "ndcg@10"):
+        lo, hi = entry["systems"]["bm25"]["ci95"][m]
+        assert lo <= entry["systems"]["bm25"]["metrics"][m] <= hi
+    comp = entry["comparisons"][str(tiny_bert_dir)]["mrr@10"]
+    assert comp["ci_low"] <= comp["diff"] <= comp["ci_high"] and 0 < comp["p_value"] <= 1
+    assert {"torch", "transformers", "cera-rag"} <= set(data["versions"])
+    assert data["created"] and data["config"]["limit"] is None
+    assert data["plausibility"][str(tiny_bert_dir)]["n_pairs"] == 6
+    faith = data["faithfulness"][str(tiny_bert_dir)]
+    assert faith["n_pairs"] == 3 and set(faith["summary"]) == {"attention", "gradient_x_input", "random"}
+    assert "faithfulness/paper_sufficiency" in data["definitions"]
+    md = (out / "smoke.md").read_text()
+    assert "| bm25 |" in md and "Paired comparison" in md and "Faithfulness" in md and "Plausibility" in md
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == sorted(
+        [f"smoke-retrieval-{p}-{s}.png" for p in ("article", "corpus") for s in ("paper", "heldout")]
+        + ["smoke-aopc.png", "smoke-attention-mass.png"]
+    )
+    assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    per_query = json.loads((out / "smoke.per_query.json").read_text())
+    assert len(per_query["retrieval"]["article/paper"]["bm25"]["mrr@10"]) == 6
+
+    # a second run reads every passage vector from the cache
+    result = CliRunner().invoke(app, [*args[:-1], "--no-plausibility", "--no-faithfulness", "--quiet"])
+    assert result.exit_code == 0, result.output
+    again = json.loads((out / "smoke.json").read_text())
+    assert all(m["cache"]["encoded_now"] == 0 for s in again["systems"] for m in s["members"] if "cache" in m)
+    assert again["retrieval"]["article/paper"]["systems"] == data["retrieval"]["article/paper"]["systems"]
+
+
+def test_seed_group_and_limit(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    from cera_rag.evaluation.runner import EvalConfig, run_evaluation
+
+    for seed in (1, 2):
+        _write_tiny_bert(tmp_path / f"models/tiny-s{seed}", seed=seed)
+    cfg = EvalConfig(
+        split="train",
+        systems=["bm25", str(tmp_path / "models/tiny-s*")],
+        pools=["article"],
+        limit=4,
+        faithfulness=False,
+        n_bootstrap=100,
+        n_permutations=100,
+    )
+    results, per_query = run_evaluation(cfg, synthetic_data_dir, show_progress=False)
+    group = results["retrieval"]["article/paper"]["systems"][str(tmp_path / "models/tiny-s*")]
+    assert group["n_seeds"] == 2 and set(group["std"]) == set(cfg.metrics)
+    assert results["data"]["n_queries"] == 4
+    assert results["plausibility"][str(tmp_path / "models/tiny-s*")]["n_seeds"] == 2
+    assert len(per_query["retrieval"]["article/paper"]["bm25"]["mrr@10"]) == 4
+
+
+def test_bad_inputs_are_clear_errors(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    from cera_rag.errors import ConfigError
+    from cera_rag.evaluation.runner import EvalConfig, parse_systems, run_evaluation
+
+    with pytest.raises(ConfigError, match="matches no folder"):
+        parse_systems([str(tmp_path / "nothing-*")])
+    with pytest.raises(ConfigError, match="Baseline"):
+        run_evaluation(EvalConfig(systems=["bm25"], baseline="minilm"), synthetic_data_dir)
+    result = CliRunner().invoke(
+        app,
+        [
+            "evaluate",
+            "--systems",
+            str(tmp_path / "missing"),
+            "--data-dir",
+            str(synthetic_data_dir),
+            "--split",
+            "train",
+            "--out",
+            str(tmp_path),
+            "--quiet",
+        ],
+    )
+    assert result.exit_code != 0
+
+
+def test_evals_script_runs_from_the_repo_root() -> None:
+    proc = subprocess.run(
+        [sys.executable, "evals/run_retrieval.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "--systems" in proc.stdout and "--faithfulness-limit" in proc.stdout
