@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -39,6 +40,9 @@ Pooling = Literal["mean", "cls"]
 #: File that marks a cera-rag checkpoint and holds its ``EncoderConfig``.
 CONFIG_NAME = "cera_config.json"
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
+#: Serialises tokenizer calls: a fast tokenizer's truncation/padding state is set per call and shared,
+#: so two threads tokenising at once (queries at 64 tokens, passages at 256) corrupt each other's batch.
+_TOKENIZER_LOCK = threading.RLock()
 
 
 class TruncationWarning(UserWarning):
@@ -96,11 +100,41 @@ def _sentence_transformers_pooling(path: Path) -> tuple[Pooling | None, bool | N
         pooling: Pooling | None = None
         for e in entries:
             if str(e.get("type", "")).endswith("Pooling"):
-                cfg = json.loads((path / e["path"] / "config.json").read_text(encoding="utf-8"))
+                module_dir = (path / e["path"]).resolve()
+                if not module_dir.is_relative_to(path.resolve()):
+                    continue  # a module path outside the model folder is never read
+                cfg = json.loads((module_dir / "config.json").read_text(encoding="utf-8"))
                 pooling = "cls" if cfg.get("pooling_mode_cls_token") else "mean"
         return pooling, normalize
     except (OSError, ValueError, KeyError, TypeError):
         return None, None
+
+
+def check_output_dir(directory: str | os.PathLike[str]) -> Path:
+    """``directory`` as a ``Path`` if a checkpoint may be written there (replacing what it holds).
+
+    Allowed: a missing path, an empty folder, or a folder that already holds a model checkpoint
+    (a ``config.json``). Anything else would be deleted by the atomic replace, so it is refused.
+
+    Raises:
+        CheckpointError: If the path is a file, has no name (``.``, ``..``, ``/``), or is a folder
+            with other content.
+    """
+    target = Path(directory).expanduser()
+    if target.name in ("", ".", ".."):
+        raise CheckpointError(
+            f"Checkpoint output_dir {str(directory)!r} names no folder of its own; give one such as checkpoints/my-run."
+        )
+    if not target.exists():
+        return target
+    if not target.is_dir():
+        raise CheckpointError(f"Checkpoint output_dir {target} exists and is not a folder; choose another path.")
+    if any(target.iterdir()) and not ((target / CONFIG_NAME).is_file() or (target / "config.json").is_file()):
+        raise CheckpointError(
+            f"{target} exists and is not a model checkpoint (no config.json); saving there would replace its "
+            "files. Choose another output_dir, or empty that folder."
+        )
+    return target
 
 
 class CERAEncoder(nn.Module):
@@ -196,8 +230,12 @@ class CERAEncoder(nn.Module):
         return encoder
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
-        """Write safetensors weights, tokenizer and ``cera_config.json``; the folder is replaced atomically."""
-        target = Path(directory)
+        """Write safetensors weights, tokenizer and ``cera_config.json``; the folder is replaced atomically.
+
+        Raises:
+            CheckpointError: If ``directory`` exists and is not a checkpoint (see ``check_output_dir``).
+        """
+        target = check_output_dir(directory)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
@@ -243,14 +281,15 @@ class CERAEncoder(nn.Module):
     # ------------------------------------------------------------------------------ forward
     def tokenize(self, texts: Sequence[str], max_length: int, offsets: bool = False) -> dict[str, torch.Tensor]:
         """Tokenise with dynamic padding; ``offsets=True`` adds ``offset_mapping``."""
-        batch = self.tokenizer(
-            list(texts),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-            return_offsets_mapping=offsets,
-        )
+        with _TOKENIZER_LOCK:
+            batch = self.tokenizer(
+                list(texts),
+                padding=True,
+                truncation=True,
+                max_length=max_length,
+                return_tensors="pt",
+                return_offsets_mapping=offsets,
+            )
         return {k: v.to(self.device) for k, v in batch.items()}
 
     def _attention_layer(self) -> Any | None:
@@ -315,7 +354,7 @@ class CERAEncoder(nn.Module):
             yield order[s : s + batch_size]
 
     def _check_texts(self, texts: Sequence[str], what: str, max_length: int, allow_empty: bool) -> list[str]:
-        """Type and content checks; warns (once per call) when texts will be truncated."""
+        """Type and content checks (truncation is detected, once, from the tokenised batches)."""
         if isinstance(texts, str):
             raise TypeError(f"{what} must be a list of strings, not one string; wrap it: [text].")
         out = list(texts)
@@ -324,32 +363,46 @@ class CERAEncoder(nn.Module):
                 raise TypeError(f"{what}[{i}] is {type(t).__name__}, not str.")
             if not allow_empty and not t.strip():
                 raise ValueError(f"{what}[{i}] is empty or whitespace only; give a question with words in it.")
-        # ~4 characters per token: only long texts pay for the exact check.
-        long = [t for t in out if len(t) > 3 * max_length]
-        if long:
-            n_long = sum(len(ids) > max_length for ids in self.tokenizer(long, add_special_tokens=True)["input_ids"])
-            if n_long:
-                warnings.warn(
-                    f"{n_long} of {len(out)} {what} exceed {max_length} tokens and are truncated; only their "
-                    f"first {max_length} tokens are embedded (split long documents into passages first).",
-                    TruncationWarning,
-                    stacklevel=3,
-                )
         return out
 
+    @staticmethod
+    def _count_truncated(texts: Sequence[str], offsets: np.ndarray, mask: np.ndarray, max_length: int) -> int:
+        """Rows that filled ``max_length`` while text remained after their last token (tokenised once)."""
+        n = 0
+        for row, text in enumerate(texts):
+            length = int(mask[row].sum())
+            if length >= max_length and int(offsets[row, :length, 1].max()) < len(text.rstrip()):
+                n += 1
+        return n
+
+    def _warn_truncated(self, n: int, total: int, what: str, max_length: int) -> None:
+        if n:
+            warnings.warn(
+                f"{n} of {total} {what} exceed {max_length} tokens and are truncated; only their first "
+                f"{max_length} tokens are embedded (split long documents into passages first).",
+                TruncationWarning,
+                stacklevel=4,
+            )
+
     @torch.inference_mode()
-    def _encode(self, texts: Sequence[str], max_length: int, batch_size: int) -> np.ndarray:
+    def _encode(self, texts: Sequence[str], max_length: int, batch_size: int, what: str) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        truncated = 0
         for idx in self._batches(texts, max_length, batch_size):
-            batch = self.tokenize([texts[i] for i in idx], max_length)
+            chunk = [texts[i] for i in idx]
+            batch = self.tokenize(chunk, max_length, offsets=True)
             emb, _ = self(batch["input_ids"], batch["attention_mask"])
             out[idx] = emb.float().cpu().numpy()
+            truncated += self._count_truncated(
+                chunk, batch["offset_mapping"].cpu().numpy(), batch["attention_mask"].cpu().numpy(), max_length
+            )
+        self._warn_truncated(truncated, len(texts), what, max_length)
         return out
 
     def encode_queries(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """``(n, d)`` float32 query embeddings."""
         texts = self._check_texts(texts, "queries", self.config.max_query_length, allow_empty=False)
-        return self._encode(texts, self.config.max_query_length, batch_size)
+        return self._encode(texts, self.config.max_query_length, batch_size, "queries")
 
     def encode_passages(
         self,
@@ -361,7 +414,7 @@ class CERAEncoder(nn.Module):
         """``(n, d)`` float32 passage embeddings; with ``return_rationales`` also their spans (one pass)."""
         texts = self._check_texts(texts, "passages", self.config.max_passage_length, allow_empty=True)
         if not return_rationales:
-            return self._encode(texts, self.config.max_passage_length, batch_size)
+            return self._encode(texts, self.config.max_passage_length, batch_size, "passages")
         return self._encode_with_spans(texts, batch_size, top_fraction)
 
     @torch.inference_mode()
@@ -370,8 +423,11 @@ class CERAEncoder(nn.Module):
     ) -> tuple[np.ndarray, list[list[RationaleSpan]]]:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         spans: list[list[RationaleSpan]] = [[] for _ in texts]
-        for idx in self._batches(texts, self.config.max_passage_length, batch_size):
-            batch = self.tokenize([texts[i] for i in idx], self.config.max_passage_length, offsets=True)
+        max_length = self.config.max_passage_length
+        truncated = 0
+        for idx in self._batches(texts, max_length, batch_size):
+            chunk = [texts[i] for i in idx]
+            batch = self.tokenize(chunk, max_length, offsets=True)
             emb, attention = self(batch["input_ids"], batch["attention_mask"], return_attention=True)
             out[idx] = emb.float().cpu().numpy()
             assert attention is not None
@@ -379,6 +435,8 @@ class CERAEncoder(nn.Module):
             offs = batch["offset_mapping"].cpu().numpy()
             for row, i in enumerate(idx):
                 spans[i] = spans_from_attention(texts[i], offs[row], att[row], top_fraction)
+            truncated += self._count_truncated(chunk, offs, batch["attention_mask"].cpu().numpy(), max_length)
+        self._warn_truncated(truncated, len(texts), "passages", max_length)
         return out, spans
 
     def rationale_spans(self, query: str, passage: str, top_fraction: float = 0.2) -> list[RationaleSpan]:

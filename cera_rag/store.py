@@ -479,8 +479,13 @@ def passages_from_directory(
 ) -> list[Passage]:
     """Passages of every text file under ``directory`` (recursively); the article id is the relative path.
 
+    Files are read as UTF-8, undecodable bytes becoming U+FFFD. Empty files give no passages;
+    binary files (holding a NUL byte) are skipped with a logged warning. Only files inside
+    ``directory`` are read: a symlink that points outside it is refused.
+
     Raises:
-        StoreError: If the folder does not exist or holds no matching file.
+        StoreError: If the folder does not exist, holds no matching file, or holds a symlink to a
+            file outside it.
     """
     from cera_rag.data.passages import split_passages
 
@@ -490,10 +495,22 @@ def passages_from_directory(
     files = sorted(p for p in root.rglob(pattern) if p.is_file())
     if not files:
         raise StoreError(f"No {pattern} files under {root}.")
+    real_root = root.resolve()
     out: list[Passage] = []
     for f in files:
+        target = f.resolve()
+        if not target.is_relative_to(real_root):
+            raise StoreError(
+                f"{f} points outside {root} (to {target}); only files inside the folder are indexed. "
+                "Copy the file into the folder, or index the folder it lives in."
+            )
+        data = f.read_bytes()
+        if b"\0" in data:
+            logger.warning("Skipping %s: it looks binary (it holds NUL bytes), not text.", f)
+            continue
         article_id = f.relative_to(root).with_suffix("").as_posix()
-        out.extend(split_passages(f.read_text(encoding="utf-8", errors="replace"), article_id, mode, **split_kwargs))
+        text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # as read_text
+        out.extend(split_passages(text, article_id, mode, **split_kwargs))
     return out
 
 

@@ -32,7 +32,7 @@ from cera_rag.data.rationale import wordpiece_targets
 from cera_rag.errors import CheckpointError, ConfigError
 from cera_rag.evaluation.retrieval import TRAIN_METRICS, build_qrels, dense_run, evaluate_run
 from cera_rag.losses import AttentionAlignmentLoss, TripletLoss
-from cera_rag.model import CERAEncoder
+from cera_rag.model import CERAEncoder, check_output_dir
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,12 @@ class Trainer:
     def __init__(self, config: TrainConfig, data_dir: str | Path | None = None) -> None:
         self.config = config
         self.data_dir = data_dir
-        self.output_dir = Path(config.output_dir)
+        self.output_dir = Path(config.output_dir).expanduser()
+        if self.output_dir.name in ("", ".", ".."):
+            raise ConfigError(
+                f"output_dir {config.output_dir!r} names no folder of its own (the best checkpoint replaces "
+                "the folder); give one such as checkpoints/my-run."
+            )
         self.run_dir = self.output_dir.with_name(self.output_dir.name + ".run")
         self._interrupted = False
 
@@ -233,14 +238,37 @@ class Trainer:
         sched.load_state_dict(payload.pop("scheduler"))
         return payload
 
+    def _finish_interrupted_save(self) -> None:
+        """Complete a ``_save_state`` that a kill cut short between its two renames.
+
+        ``_save_state`` writes ``<run>.tmp``, moves ``<run>`` to ``<run>.old`` and ``<run>.tmp`` to
+        ``<run>``. Killed in between, ``<run>`` is missing: the new state is used if it is complete
+        (its ``train_config.yaml`` is written last), else the previous one.
+        """
+        if (self.run_dir / "state.json").is_file():
+            return
+        tmp = self.run_dir.with_name(self.run_dir.name + ".tmp")
+        old = self.run_dir.with_name(self.run_dir.name + ".old")
+        for candidate, complete in ((tmp, tmp / "train_config.yaml"), (old, old / "state.json")):
+            if complete.is_file():
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+                candidate.rename(self.run_dir)
+                log.warning("Recovered the resumable state of %s from %s", self.run_dir, candidate.name)
+                break
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+
     # -------------------------------------------------------------------------- loop
     def train(self, resume: bool = False, show_progress: bool = True) -> TrainResult:
         from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
+        if resume:
+            self._finish_interrupted_save()
         if resume and not (self.run_dir / "state.json").is_file():
             raise ConfigError(f"--resume: no resumable run at {self.run_dir}; start without --resume.")
+        check_output_dir(self.output_dir)  # before any work: the checkpoint must not replace other files
         set_seed(cfg.seed)
         train, val = self.load_data()
         source = str(self.run_dir / "model") if resume else cfg.base_model
@@ -280,6 +308,8 @@ class Trainer:
         log_path = self.output_dir.with_name(self.output_dir.name + ".log.jsonl")
         if not resume and log_path.exists():
             log_path.unlink()
+        elif resume:
+            _trim_log(log_path, state["step"])
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum: int, frame: Any) -> None:
@@ -349,6 +379,28 @@ class Trainer:
             encoder.save_pretrained(self.output_dir)  # max_steps ended before an epoch finished
             save_config(cfg, self.output_dir / "train_config.yaml")
         return TrainResult(str(self.output_dir), state["best"], state["history"], state["step"], time.time() - start)
+
+
+def _trim_log(path: Path, step: int) -> None:
+    """Keep the log records up to ``step``, the checkpoint a run resumes from.
+
+    A killed run may have logged steps past its last checkpoint, or left a line cut short; the
+    resumed run logs those steps again, so the log holds every step once.
+    """
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        at = record.get("step", record.get("eval", {}).get("step")) if isinstance(record, dict) else None
+        if isinstance(at, int) and at <= step:
+            kept.append(line + "\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    tmp.replace(path)
 
 
 def train(config: TrainConfig, resume: bool = False, data_dir: str | Path | None = None) -> TrainResult:

@@ -134,6 +134,11 @@ def read_split_ids(data_dir: str | Path | None, split: str) -> list[str]:
 
 
 def read_article(root: Path, article_id: str) -> str:
+    if any(c in article_id for c in ("/", "\\", "\x00")) or not article_id.strip():
+        raise DataError(
+            f"{article_id!r} is not a valid article id (a PMCID such as 1234567): ids name files in "
+            "txt_files/ and may not hold path separators. Check the split and annotation files."
+        )
     path = _annotations_root(root) / "txt_files" / f"PMC{article_id}.txt"
     if not path.is_file():
         raise DataError(f"Missing article text {path} (PMCID {article_id}); re-download the release.")
