@@ -37,8 +37,9 @@ test-fast: $(STAMP)
 data-stats: $(STAMP)
 	$(VENV)/bin/cera-rag data stats
 
+# Trains the quick preset first when no checkpoints/cera-best or checkpoints/cera-quick exists.
 demo: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/cera-rag data stats
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/cera-rag demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -19,7 +19,7 @@ def _register() -> None:
     # Each command module registers itself on `app`; imported here so `cera-rag --help` lists all.
     import importlib
 
-    for name in ("train", "evaluate", "index"):
+    for name in ("train", "evaluate", "index", "demo"):
         try:
             module = importlib.import_module(f"cera_rag.cli.{name}")
         except ModuleNotFoundError as exc:

@@ -1,0 +1,315 @@
+"""``cera-rag demo``: a trained CERA retriever answering clinical questions, with its evidence highlighted.
+
+Steps: find a checkpoint (``checkpoints/cera-best``, else ``checkpoints/cera-quick``, else train the
+``quick`` preset with a progress bar); index a handful of validation articles into an embedded
+Chroma store; ask three clinical questions about them through the LlamaIndex pipeline
+(``cera_rag.rag.pipelines``) with the embedded local LLM (SmolLM2-135M through llama-cpp's
+OpenAI-compatible server, or ``--llm-base-url``); print each answer with its retrieved passages
+and the evidence tokens CERA attends to highlighted; write the same as ``demo.html``.
+
+The answers of a 135M-parameter model are often wrong: the point is the retrieval and the
+highlighted evidence, which a reader can check against the answer.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cera_rag.spans import SpanDict
+
+logger = logging.getLogger(__name__)
+
+#: Environment variable capping the training steps when the demo has to train (smoke tests).
+MAX_STEPS_ENV = "CERA_DEMO_MAX_STEPS"
+#: Colour of highlighted evidence (RGB); a span's opacity grows with its weight.
+HIGHLIGHT_RGB = (255, 191, 0)
+
+
+@dataclass
+class DemoPassage:
+    """One retrieved passage with its rationale spans (offsets into ``text``)."""
+
+    id: str
+    text: str
+    score: float | None
+    spans: list[SpanDict] = field(default_factory=list)
+
+
+@dataclass
+class DemoAnswer:
+    """A question, the LLM's answer, the retrieved passages and the annotated label (for reference)."""
+
+    question: str
+    answer: str
+    passages: list[DemoPassage]
+    reference_label: str = ""
+    seconds: float = 0.0
+
+
+# ----------------------------------------------------------------------------------- checkpoint
+def find_checkpoint(candidates: Sequence[str] | None = None) -> str | None:
+    """The first existing checkpoint folder of ``candidates`` (default: cera-best, then cera-quick)."""
+    from cera_rag.rag.ragas_eval import DEFAULT_CERA_MODELS
+
+    for c in candidates or DEFAULT_CERA_MODELS:
+        if (Path(c) / "config.json").is_file():
+            return c
+    return None
+
+
+def ensure_checkpoint(
+    model: str | None = None,
+    max_steps: int | None = None,
+    output_dir: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    echo: Callable[[str], None] = print,
+) -> str:
+    """``model`` if given, else an existing checkpoint, else a freshly trained ``quick`` preset.
+
+    Args:
+        model: Checkpoint folder (or hub id) to use as is.
+        max_steps: Cap on training steps when training (default ``$CERA_DEMO_MAX_STEPS``, else the preset's).
+        output_dir: Where a trained checkpoint goes (default the preset's ``checkpoints/cera-quick``).
+        data_dir: Evidence Inference folder.
+        echo: Where progress lines go.
+    """
+    if model:
+        return model
+    found = find_checkpoint()
+    if found:
+        return found
+    from cera_rag.config import load_config
+    from cera_rag.train import Trainer
+
+    if max_steps is None and os.environ.get(MAX_STEPS_ENV):
+        max_steps = int(os.environ[MAX_STEPS_ENV])
+    cfg = load_config("quick", overrides={"max_steps": max_steps, "output_dir": output_dir})
+    echo(f"No CERA checkpoint yet: training the quick preset into {cfg.output_dir} (a few minutes on a CPU).")
+    result = Trainer(cfg, data_dir).train(show_progress=True)
+    return str(result.output_dir)
+
+
+# ------------------------------------------------------------------------------------ questions
+def demo_questions(split: Any, n_articles: int = 5, n_questions: int = 3) -> tuple[list[str], list[Any]]:
+    """The first ``n_articles`` articles with evidence, and ``n_questions`` prompt examples about them.
+
+    Questions come from different articles first, so the answers do not all cite the same trial.
+    """
+    articles: list[str] = []
+    for ex in split.examples:
+        if ex.positives and ex.prompt.article_id not in articles:
+            articles.append(ex.prompt.article_id)
+        if len(articles) >= n_articles:
+            break
+    chosen: list[Any] = []
+    used: set[str] = set()
+    for ex in split.examples:  # one per article first
+        if ex.prompt.article_id in articles and ex.positives and ex.prompt.article_id not in used:
+            chosen.append(ex)
+            used.add(ex.prompt.article_id)
+        if len(chosen) >= n_questions:
+            return articles, chosen
+    for ex in split.examples:
+        if ex.prompt.article_id in articles and ex.positives and all(ex is not c for c in chosen):
+            chosen.append(ex)
+        if len(chosen) >= n_questions:
+            break
+    return articles, chosen
+
+
+# ------------------------------------------------------------------------------------------ HTML
+def highlight_html(text: str, spans: Sequence[SpanDict], rgb: tuple[int, int, int] = HIGHLIGHT_RGB) -> str:
+    """``text`` HTML-escaped, each span wrapped in ``<mark>`` with opacity from its weight.
+
+    Overlapping spans are clipped to the part after the previous span; spans outside the text are ignored.
+    """
+    good = sorted((s for s in spans if 0 <= int(s["start"]) < int(s["end"]) <= len(text)), key=lambda s: s["start"])
+    top = max((float(s["weight"]) for s in good), default=0.0) or 1.0
+    out: list[str] = []
+    pos = 0
+    for s in good:
+        start, end = max(int(s["start"]), pos), int(s["end"])
+        if start >= end:
+            continue
+        alpha = 0.35 + 0.65 * max(0.0, min(1.0, float(s["weight"]) / top))
+        out.append(html.escape(text[pos:start]))
+        out.append(
+            f'<mark class="cera-span" data-weight="{float(s["weight"]):.4f}" '
+            f'style="background-color: rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {alpha:.2f})">'
+            f"{html.escape(text[start:end])}</mark>"
+        )
+        pos = end
+    out.append(html.escape(text[pos:]))
+    return "".join(out)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #1a1a1a; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
+.answer { background: #eef4ff; border-left: 4px solid #3b6fd8; padding: .6rem .9rem; margin: .5rem 0 1rem; }
+.passage { border: 1px solid #ddd; border-radius: 6px; padding: .6rem .9rem; margin: .6rem 0; line-height: 1.55; }
+.meta { color: #666; font-size: .85rem; margin-bottom: .3rem; }
+mark.cera-span { color: inherit; padding: 0 1px; border-radius: 2px; }
+.note { color: #555; font-size: .9rem; }
+"""
+
+
+def render_html(answers: Sequence[DemoAnswer], model: str, llm: str) -> str:
+    """The demo page: every question, its answer, and its passages with evidence highlighted."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><title>CERA demo</title>',
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>CERA: evidence-highlighted retrieval</h1>",
+        f'<p class="note">Retriever: {html.escape(model)}. LLM: {html.escape(llm)}. Highlighted: the passage '
+        "tokens CERA's attention points at (stronger colour, higher weight).</p>",
+    ]
+    for i, a in enumerate(answers, 1):
+        parts.append(f"<section><h2>{i}. {html.escape(a.question)}</h2>")
+        parts.append(f'<div class="answer"><strong>Answer:</strong> {html.escape(a.answer)}</div>')
+        if a.reference_label:
+            parts.append(f'<p class="note">Annotated result: {html.escape(a.reference_label)}</p>')
+        for rank, p in enumerate(a.passages, 1):
+            score = "" if p.score is None else f" &middot; score {p.score:.3f}"
+            parts.append(
+                f'<div class="passage"><div class="meta">#{rank} {html.escape(p.id)}{score}</div>'
+                f"{highlight_html(p.text, p.spans)}</div>"
+            )
+        parts.append("</section>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_html(path: str | os.PathLike[str], answers: Sequence[DemoAnswer], model: str, llm: str) -> Path:
+    """Write ``render_html`` to ``path`` (UTF-8) and return the path."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(answers, model, llm), encoding="utf-8")
+    return out
+
+
+# ------------------------------------------------------------------------------------- console
+def print_answers(answers: Sequence[DemoAnswer], console: Any = None) -> None:
+    """Print each answer and its passages with the evidence highlighted (``rich``)."""
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.panel import Panel
+
+    from cera_rag.cli.index import highlight
+
+    console = console or Console()
+    for i, a in enumerate(answers, 1):
+        console.rule(f"[bold]{i}. {escape(a.question)}")  # LLM and document text is never markup
+        label = f"\n[dim]annotated result: {escape(a.reference_label)}[/]" if a.reference_label else ""
+        console.print(
+            Panel(f"[bold]{escape(a.answer)}[/]{label}", title="answer", title_align="left", border_style="blue")
+        )
+        for rank, p in enumerate(a.passages, 1):
+            score = "" if p.score is None else f"  score {p.score:.3f}"
+            console.print(Panel(highlight(p.text, list(p.spans)), title=f"#{rank}{score}  [dim]{escape(p.id)}[/]",
+                                title_align="left"))  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------- run
+def run_demo(
+    model: str | None = None,
+    n_articles: int = 5,
+    n_questions: int = 3,
+    top_k: int = 3,
+    html_path: str | os.PathLike[str] = "demo.html",
+    store_dir: str | os.PathLike[str] | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    llm_base_url: str | None = None,
+    llm_model: str | None = None,
+    max_tokens: int = 160,
+    max_steps: int | None = None,
+    train_output_dir: str | None = None,
+    console: Any = None,
+) -> list[DemoAnswer]:
+    """Run the demo end to end and return the answers (also printed and written to ``html_path``)."""
+    import contextlib
+
+    from rich.console import Console
+
+    from cera_rag import store
+    from cera_rag.data.dataset import load_processed
+    from cera_rag.evaluation.cache import model_fingerprint
+    from cera_rag.paths import cache_dir
+    from cera_rag.rag import pipelines
+    from cera_rag.rag.llm import (
+        LLMEndpoint,
+        api_key_from_env,
+        check_answer,
+        check_endpoint,
+        endpoint_errors,
+        llamaindex_llm,
+    )
+    from cera_rag.rag.ragas_eval import collection_name, render_question
+
+    console = console or Console()
+    echo = console.print
+    checkpoint = ensure_checkpoint(model, max_steps, train_output_dir, data_dir, echo=echo)
+    echo(f"[bold]CERA checkpoint:[/] {checkpoint}")
+    split = load_processed("validation", data_dir=data_dir)
+    articles, examples = demo_questions(split, n_articles, n_questions)
+    passages = [p for aid in articles for p in split.passages[aid]]
+    encoder = store.load_encoder(checkpoint)
+    folder = Path(store_dir) if store_dir is not None else cache_dir() / "demo-chroma"
+    client = store.get_client(path=folder)
+    name = collection_name("demo", articles, model_fingerprint(encoder, checkpoint))
+    collection = store.open_for_encoder(encoder, name=name, client=client)
+    report = store.index_passages(encoder, collection, passages, show_progress=True)
+    echo(
+        f"Indexed {len(articles)} validation articles ({report.added} passages added, {report.skipped} already there)."
+    )
+
+    from llama_index.retrievers.cera import CERARetriever
+
+    retriever = CERARetriever(encoder, collection, similarity_top_k=top_k, rationales=True)
+    answers: list[DemoAnswer] = []
+    with contextlib.ExitStack() as stack:
+        if llm_base_url:
+            if not llm_model:
+                from cera_rag.errors import ConfigError
+
+                raise ConfigError("--llm-base-url needs --llm-model.")
+            endpoint = LLMEndpoint(llm_base_url, llm_model, api_key_from_env(), max_tokens=max_tokens)
+        else:
+            from cera_rag.rag.local_llm import LocalLLMServer
+
+            echo("Starting the local LLM (SmolLM2-135M-Instruct, llama-cpp-python server)...")
+            server = stack.enter_context(LocalLLMServer())
+            endpoint = LLMEndpoint(server.base_url, server.model, max_tokens=max_tokens, local=True)
+        check_endpoint(endpoint)
+        engine = pipelines.build_llamaindex_engine(retriever, llamaindex_llm(endpoint))
+        for ex in examples:
+            question = render_question(ex.prompt)
+            started = time.perf_counter()
+            with endpoint_errors(endpoint):
+                result = pipelines.answer_llamaindex(engine, question)
+            check_answer(result.answer, endpoint)
+            answers.append(
+                DemoAnswer(
+                    question=question,
+                    answer=result.answer.strip(),
+                    passages=[
+                        DemoPassage(id=i, text=t, score=s, spans=sp)
+                        for i, t, s, sp in zip(
+                            result.context_ids, result.contexts, result.scores, result.spans, strict=True
+                        )
+                    ],
+                    reference_label=ex.label,
+                    seconds=time.perf_counter() - started,
+                )
+            )
+    print_answers(answers, console)
+    path = write_html(html_path, answers, checkpoint, endpoint.describe())
+    echo(f"[bold green]Wrote {path}[/] (open it in a browser).")
+    return answers

@@ -1,0 +1,147 @@
+"""RAGAS comparison of CERA- vs Contriever-backed RAG, in LlamaIndex and in LangChain.
+
+    python evals/run_ragas.py --split validation --limit 30
+    python evals/run_ragas.py --limit 30 --llm-base-url http://127.0.0.1:8000/v1 --llm-model my-model \
+        --judge-base-url https://api.openai.com/v1 --judge-model gpt-4o-mini      # key from OPENAI_API_KEY
+
+Without --llm-base-url the embedded llama-cpp server runs SmolLM2-135M-Instruct locally (no key);
+it is a weak generator and a much weaker judge, so faithfulness from it is mostly NaN. Rows go to
+<out>/ragas_rows.jsonl as they are scored; rerunning the same command resumes.
+Summary: <out>/ragas_summary.{md,json,png}.
+
+Runnable from the repository root without installing the package (the root is put on sys.path).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# No model hub here: encoders come from local folders and the packaged MiniLM.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import typer  # noqa: E402
+
+from cera_rag.errors import CERAError  # noqa: E402
+
+
+def run_ragas_command(
+    split: str = typer.Option("validation", help="Evidence Inference split."),
+    limit: int | None = typer.Option(30, min=1, help="Questions: the first N prompts with evidence."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Passages retrieved per question (all systems)."),
+    cera_model: str | None = typer.Option(
+        None, help="CERA checkpoint (default: checkpoints/cera-best, else checkpoints/cera-quick)."
+    ),
+    out: Path = typer.Option(Path("results/ragas"), "--out", help="Folder of the rows and the summary."),
+    store_dir: Path | None = typer.Option(None, help="Chroma stores (one per encoder) (default: the cache)."),
+    data_dir: Path | None = typer.Option(None, help="Evidence Inference folder (default: $CERA_DATA_DIR)."),
+    frameworks: str = typer.Option("llamaindex,langchain", help="Comma-separated: llamaindex, langchain."),
+    retrievers: str = typer.Option("cera,contriever", help="Comma-separated: cera, contriever."),
+    llm_base_url: str | None = typer.Option(
+        None, help="OpenAI-compatible generator endpoint (ends in /v1) (default: embedded llama-cpp server)."
+    ),
+    llm_model: str | None = typer.Option(None, help="Generator model name (required with --llm-base-url)."),
+    llm_max_tokens: int = typer.Option(256, min=16, help="Generator completion budget."),
+    judge_base_url: str | None = typer.Option(
+        None, help="OpenAI-compatible judge endpoint (default: the generator's)."
+    ),
+    judge_model: str | None = typer.Option(None, help="Judge model name (default: the generator's)."),
+    judge_max_tokens: int | None = typer.Option(
+        None, min=64, help="Judge completion budget (default: 4096; 512 on the local server)."
+    ),
+    judge_json_mode: bool | None = typer.Option(
+        None, "--judge-json-mode/--no-judge-json-mode", help="response_format=json_object (default: local only)."
+    ),
+    judge_timeout: float = typer.Option(900.0, help="Seconds for one sample's faithfulness (all its judge calls)."),
+    request_timeout: float = typer.Option(300.0, help="Seconds per LLM request."),
+    skip_faithfulness: bool = typer.Option(False, "--skip-faithfulness", help="LLM-free metrics only."),
+    restart: bool = typer.Option(False, "--restart", help="Discard the rows in --out and start over."),
+    device: str | None = typer.Option(None, help="Torch device of the encoders."),
+    verbose: bool = typer.Option(False, "--verbose", "-v"),
+) -> None:
+    """Score CERA- and Contriever-backed RAG pipelines with RAGAS (resumable)."""
+    from cera_rag.errors import ConfigError
+    from cera_rag.rag.llm import LLMEndpoint, api_key_from_env
+    from cera_rag.rag.ragas_eval import FRAMEWORKS, RETRIEVERS, RagasEvalConfig, run_ragas_eval
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+    if not verbose:
+        warnings.filterwarnings("ignore")
+
+    def parse(value: str, allowed: tuple[str, ...], flag: str) -> tuple[str, ...]:
+        items = tuple(v.strip() for v in value.split(",") if v.strip())
+        bad = [v for v in items if v not in allowed]
+        if not items or bad:
+            raise ConfigError(f"{flag} takes a comma-separated subset of {', '.join(allowed)}; got {value!r}.")
+        return items
+
+    key = api_key_from_env()
+    generator = None
+    if llm_base_url:
+        if not llm_model:
+            raise ConfigError("--llm-base-url needs --llm-model (the model name the endpoint serves).")
+        generator = LLMEndpoint(
+            base_url=llm_base_url, model=llm_model, api_key=key, max_tokens=llm_max_tokens, timeout=request_timeout
+        )
+    elif llm_model:
+        raise ConfigError("--llm-model needs --llm-base-url (without it the embedded local model is used).")
+    judge = None
+    if judge_base_url or judge_model:
+        base = judge_base_url or llm_base_url
+        if base is None:
+            raise ConfigError("--judge-model needs --judge-base-url (or --llm-base-url) to say where it runs.")
+        judge = LLMEndpoint(
+            base_url=base,
+            model=judge_model or llm_model or "",
+            api_key=key,
+            max_tokens=judge_max_tokens or 4096,
+            timeout=request_timeout,
+            json_mode=bool(judge_json_mode),
+        )
+        if not judge.model:
+            raise ConfigError("--judge-base-url needs --judge-model.")
+    cfg = RagasEvalConfig(
+        split=split,
+        limit=limit,
+        top_k=top_k,
+        cera_model=cera_model,
+        out_dir=out,
+        store_dir=store_dir,
+        data_dir=data_dir,
+        frameworks=parse(frameworks, FRAMEWORKS, "--frameworks"),
+        retrievers=parse(retrievers, RETRIEVERS, "--retrievers"),
+        generator=generator,
+        judge=judge,
+        skip_faithfulness=skip_faithfulness,
+        judge_timeout=judge_timeout,
+        local_max_tokens=llm_max_tokens,
+        local_judge_max_tokens=judge_max_tokens or 512,
+        restart=restart,
+        device=device,
+    )
+    summary = run_ragas_eval(cfg, echo=lambda line: typer.echo(line, err=True))
+    md = Path(out) / "ragas_summary.md"
+    typer.echo(md.read_text(encoding="utf-8") if md.exists() else summary)
+
+
+def main() -> None:
+    try:
+        typer.run(run_ragas_command)
+    except CERAError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print("interrupted: finished rows are saved; rerun the same command to resume.", file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+if __name__ == "__main__":
+    main()
