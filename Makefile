@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 INTEGRATIONS := integrations/llama-index-cera integrations/langchain-cera
-EXTRAS := baselines,eval,chroma,rag,dev
+EXTRAS := baselines,eval,fast,chroma,rag,dev
 
 .PHONY: venv test test-fast lint typecheck demo data-stats clean
 

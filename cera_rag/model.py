@@ -33,9 +33,12 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from cera_rag.errors import CheckpointError
+from cera_rag.errors import CheckpointError, ConfigError
 
 Pooling = Literal["mean", "cls"]
+#: What runs the forward pass: PyTorch, or ONNX Runtime in fp32 or with int8 weights.
+Backend = Literal["torch", "onnx", "onnx-int8"]
+BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 
 #: File that marks a cera-rag checkpoint and holds its ``EncoderConfig``.
 CONFIG_NAME = "cera_config.json"
@@ -154,6 +157,8 @@ class CERAEncoder(nn.Module):
         self.config = config
         self.name = name or (config.base_model or "cera-encoder")
         self.model.eval()
+        #: set by ``to_onnx``: the forward pass runs in ONNX Runtime instead of PyTorch
+        self._onnx: Any = None
 
     # ------------------------------------------------------------------------------ loading
     @classmethod
@@ -161,6 +166,7 @@ class CERAEncoder(nn.Module):
         cls,
         name_or_path: str | os.PathLike[str],
         device: str | torch.device | None = None,
+        backend: Backend = "torch",
         **overrides: Any,
     ) -> CERAEncoder:
         """Load a cera-rag checkpoint, a sentence-transformers folder, a HF model folder or a hub id.
@@ -168,7 +174,10 @@ class CERAEncoder(nn.Module):
         Weights are read from safetensors only (a folder holding only pickle weights is refused)
         and ``trust_remote_code`` is never set. ``overrides`` replace ``EncoderConfig`` fields,
         e.g. ``pooling="mean", normalize=False`` for the Contriever-style counterpart.
+        ``backend="onnx"`` / ``"onnx-int8"`` run inference in ONNX Runtime (see ``to_onnx``).
         """
+        if backend not in BACKENDS:
+            raise ConfigError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
         from transformers import AutoModel, AutoTokenizer
 
         from cera_rag.paths import resolve_model_path
@@ -227,6 +236,8 @@ class CERAEncoder(nn.Module):
         encoder = cls(model, tokenizer, config, name=str(name))
         if device is not None:
             encoder.to(device)
+        if backend != "torch":
+            return encoder.to_onnx(int8=backend == "onnx-int8")
         return encoder
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
@@ -268,6 +279,31 @@ class CERAEncoder(nn.Module):
             warnings.simplefilter("ignore")  # torch marks the quantised-tensor API as deprecated
             model = quantize_dynamic(copy.deepcopy(self.model).cpu(), {nn.Linear}, dtype=torch.qint8)
         return CERAEncoder(model, self.tokenizer, self.config.model_copy(), name=self.name)
+
+    def to_onnx(
+        self, int8: bool = False, folder: str | os.PathLike[str] | None = None, threads: int | None = None
+    ) -> CERAEncoder:
+        """A copy whose forward pass runs in ONNX Runtime on the CPU (needs the ``fast`` extra).
+
+        The encoder's forward pass (embedding and CLS-attention row) is exported once to an ONNX
+        graph, cached under ``cache_dir()/onnx/<weights hash>/`` (or ``folder``); ``int8=True``
+        quantises its weights per output channel (ONNX Runtime dynamic quantisation). Everything
+        else (tokenisation, batching, spans, ``save_pretrained``) is this encoder's. Inference
+        only: the copy shares this encoder's PyTorch weights but not later changes to them.
+        """
+        from cera_rag.onnx_backend import OnnxForward, onnx_file
+
+        path = onnx_file(self, int8=int8, folder=folder)
+        copy = CERAEncoder(self.model, self.tokenizer, self.config.model_copy(), name=self.name)
+        copy._onnx = OnnxForward(path, threads)
+        return copy
+
+    @property
+    def backend(self) -> str:
+        """``torch``, ``onnx`` or ``onnx-int8``: what runs the forward pass."""
+        if self._onnx is None:
+            return "torch"
+        return "onnx-int8" if self._onnx.path.name.endswith(".int8.onnx") else "onnx"
 
     # ------------------------------------------------------------------------------ properties
     @property
@@ -322,6 +358,13 @@ class CERAEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Embeddings ``(B, d)`` and, when asked, the rationale layer's CLS attention row ``(B, T)``."""
         kw.pop("offset_mapping", None)
+        if self._onnx is not None:
+            if kw or torch.is_grad_enabled():
+                raise RuntimeError(
+                    "An ONNX-backed CERAEncoder runs inference on input_ids and attention_mask only; "
+                    "use the PyTorch encoder (backend='torch') for training or gradients."
+                )
+            return self._onnx(input_ids, attention_mask, return_attention)
         attn = self._attention_layer() if return_attention else None
         need_eager = return_attention and attn is None
         out = self.model(

@@ -10,6 +10,12 @@
   stored, so re-indexing is idempotent and an interrupted run resumes without duplicates.
 * ``query`` embeds a query, searches, and attaches the CERA rationale spans of every hit.
 
+A bi-encoder encodes a passage without its query, so a passage's rationale spans (its CLS
+attention) do not depend on the query: ``index_passages`` computes them in the same forward pass
+as the embedding and stores them in the record's metadata, and ``query`` reads them back instead
+of running the encoder over the hits again (the spans of records indexed without them, or with
+another ``top_fraction``, are computed at query time as before).
+
 Chroma's ``ip`` distance is ``1 - q·p``, for normalised and unnormalised (Contriever-style)
 vectors alike, so ``score = 1 - distance`` is the dot product in both cases.
 
@@ -29,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from cera_rag.errors import ConfigError
-from cera_rag.spans import SPANS_KEY, SpanDict, span_to_dict, spans_to_json
+from cera_rag.spans import SPANS_KEY, SpanDict, SpanFormatError, parse_spans, span_to_dict, spans_to_json
 
 if TYPE_CHECKING:
     from cera_rag.data.passages import Passage, PassageMode
@@ -48,6 +54,8 @@ META_ENCODER = "cera_encoder"
 META_DIM = "cera_dim"
 META_POOLING = "cera_pooling"
 META_NORMALIZE = "cera_normalize"
+#: Record-metadata key holding the ``top_fraction`` the stored ``cera_rationale_spans`` were made with.
+SPANS_FRACTION_KEY = "cera_rationale_top_fraction"
 
 
 class CollectionMismatchError(ConfigError):
@@ -355,6 +363,8 @@ def index_passages(
     batch_size: int = 64,
     show_progress: bool = False,
     check: bool = True,
+    rationales: bool = True,
+    top_fraction: float = 0.2,
 ) -> IndexReport:
     """Embed and upsert passages, skipping ids the collection already holds.
 
@@ -366,14 +376,21 @@ def index_passages(
             next, so an interrupted run loses at most one batch and resumes from there.
         show_progress: Show a rich progress bar.
         check: Check first that the collection was built for this encoder.
+        rationales: Store each passage's rationale spans (from the embedding's forward pass) so
+            that ``query`` returns them without re-encoding the hits. Ignored for encoders whose
+            ``encode_passages`` has no ``return_rationales``.
+        top_fraction: Fraction of tokens kept as rationale in the stored spans.
 
     Returns:
         How many passages were added, skipped as already indexed, or dropped as repeated ids.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    if not 0.0 < top_fraction <= 1.0:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
     if check:
         check_encoder(collection, encoder)
+    rationales = rationales and _returns_rationales(encoder)
     records: list[Record] = []
     seen: set[str] = set()
     report = IndexReport()
@@ -400,8 +417,20 @@ def index_passages(
             todo = [r for r in batch if r[0] not in existing]
             report.skipped += len(batch) - len(todo)
             if todo:
-                vectors = encoder.encode_passages([r[1] for r in todo], batch_size=batch_size)
-                metadatas = [_scalar_metadata(r[2]) or None for r in todo]
+                texts = [r[1] for r in todo]
+                metadatas: list[dict[str, Any] | None]
+                if rationales:
+                    vectors, spans = encoder.encode_passages(
+                        texts, batch_size=batch_size, return_rationales=True, top_fraction=top_fraction
+                    )
+                    stamp = {SPANS_FRACTION_KEY: float(top_fraction)}
+                    metadatas = [
+                        {**_scalar_metadata(r[2]), SPANS_KEY: spans_to_json(ss), **stamp}
+                        for r, ss in zip(todo, spans, strict=True)
+                    ]
+                else:
+                    vectors = encoder.encode_passages(texts, batch_size=batch_size)
+                    metadatas = [_scalar_metadata(r[2]) or None for r in todo]
                 collection.upsert(
                     ids=[r[0] for r in todo],
                     embeddings=np.asarray(vectors, dtype=np.float32),
@@ -417,7 +446,30 @@ def index_passages(
     return report
 
 
+def _returns_rationales(encoder: Any) -> bool:
+    """Whether ``encoder.encode_passages`` can return rationale spans with the embeddings."""
+    import inspect
+
+    try:
+        return "return_rationales" in inspect.signature(encoder.encode_passages).parameters
+    except (TypeError, ValueError, AttributeError):
+        return False
+
+
 # ---------------------------------------------------------------------------------------- query
+def _stored_spans(metadata: dict[str, Any], top_fraction: float) -> list[SpanDict] | None:
+    """Pop the spans stored at indexing time from a hit's metadata; ``None`` if absent or made otherwise."""
+    raw = metadata.pop(SPANS_KEY, None)
+    fraction = metadata.pop(SPANS_FRACTION_KEY, None)
+    if raw is None or not isinstance(fraction, (int, float)) or abs(float(fraction) - top_fraction) > 1e-9:
+        return None
+    try:
+        return parse_spans(raw)
+    except SpanFormatError:
+        logger.warning("Stored %s could not be parsed; recomputing them.", SPANS_KEY)
+        return None
+
+
 def distance_to_score(distance: float) -> float:
     """Chroma's ``ip`` distance (``1 - q·p``) back to the dot product."""
     return 1.0 - float(distance)
@@ -432,6 +484,7 @@ def query(
     where_document: Mapping[str, Any] | None = None,
     rationales: bool = True,
     top_fraction: float = 0.2,
+    stored_spans: bool = True,
 ) -> list[Hit]:
     """The top-``k`` passages for ``text``, best first, each with its CERA rationale spans.
 
@@ -442,8 +495,11 @@ def query(
         k: How many hits; fewer come back when the collection (or the filter) holds fewer.
         where: A Chroma metadata filter, e.g. ``{"article_id": "PMC123"}``.
         where_document: A Chroma document filter, e.g. ``{"$contains": "placebo"}``.
-        rationales: Compute ``encoder.rationale_spans`` for every hit (offsets into the hit's text).
+        rationales: Attach every hit's rationale spans (offsets into the hit's text): the ones
+            stored at indexing time, else ``encoder.rationale_spans_batch`` over the hits.
         top_fraction: Fraction of tokens kept as rationale (see ``CERAEncoder.rationale_spans``).
+        stored_spans: Use the spans stored at indexing time when they were made with this
+            ``top_fraction``; ``False`` always recomputes them (same result, one more forward pass).
     """
     if k < 1 or collection.count() == 0:
         return []
@@ -463,10 +519,17 @@ def query(
         Hit(id=i, text=d or "", score=distance_to_score(s), metadata=dict(m or {}))
         for i, d, m, s in zip(ids, docs, metas, dists, strict=True)
     ]
+    stored = [_stored_spans(h.metadata, top_fraction) for h in hits]
+    if not stored_spans:
+        stored = [None] * len(hits)
     if rationales and hits:
-        spans = encoder.rationale_spans_batch(text, [h.text for h in hits], top_fraction=top_fraction)
-        for hit, ss in zip(hits, spans, strict=True):
-            hit.spans = [span_to_dict(s) for s in ss]
+        for hit, ss in zip(hits, stored, strict=True):
+            hit.spans = ss or []
+        missing = [h for h, ss in zip(hits, stored, strict=True) if ss is None]
+        if missing:
+            spans = encoder.rationale_spans_batch(text, [h.text for h in missing], top_fraction=top_fraction)
+            for hit, ss in zip(missing, spans, strict=True):
+                hit.spans = [span_to_dict(s) for s in ss]
     return hits
 
 
@@ -553,6 +616,7 @@ def load_encoder(
     device: str | None = None,
     pooling: str | None = None,
     normalize: bool | None = None,
+    backend: str = "torch",
 ) -> Any:
     """Load a ``CERAEncoder``; ``contriever=True`` makes it Contriever-style (mean pooling, unnormalised).
 
@@ -563,6 +627,7 @@ def load_encoder(
         device: Torch device; default picks one.
         pooling: Override the checkpoint's pooling (``"mean"`` or ``"cls"``).
         normalize: Override the checkpoint's normalisation.
+        backend: ``torch``, or ``onnx`` / ``onnx-int8`` for ONNX Runtime on the CPU (the ``fast`` extra).
     """
     from cera_rag.model import CERAEncoder
     from cera_rag.paths import resolve_model_path
@@ -574,7 +639,7 @@ def load_encoder(
             name_or_path = default_contriever_model()
     if name_or_path is None:
         raise ConfigError("Give a model: a checkpoint folder (e.g. checkpoints/cera-best) or a hub id.")
-    kwargs: dict[str, Any] = {"device": device}
+    kwargs: dict[str, Any] = {"device": device, "backend": backend}
     if pooling is not None:
         kwargs["pooling"] = pooling
     if normalize is not None:

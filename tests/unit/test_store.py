@@ -133,7 +133,8 @@ def test_index_is_idempotent_and_counts_duplicates(encoder: Any, coll: Any) -> N
     assert coll.count() == 5
     stored = coll.get(ids=["p1"], include=["documents", "metadatas", "embeddings"])
     assert stored["documents"] == [RECORDS[0][1]]
-    assert stored["metadatas"] == [RECORDS[0][2]]
+    meta = {k: v for k, v in stored["metadatas"][0].items() if not k.startswith("cera_rationale_")}
+    assert meta == RECORDS[0][2]
     np.testing.assert_allclose(stored["embeddings"][0], encoder.encode_passages([RECORDS[0][1]])[0], atol=1e-6)
 
 
@@ -166,6 +167,7 @@ def test_index_passage_objects_with_deterministic_ids(encoder: Any, coll: Any, t
     assert report.ids == [p.passage_id for p in passages]
     assert store.index_passages(encoder, coll, store.passages_from_directory(tmp_path / "docs")).added == 0
     got = coll.get(ids=[passages[0].passage_id], include=["metadatas"])["metadatas"][0]
+    got = {k: v for k, v in got.items() if not k.startswith("cera_rationale_")}
     assert got == {"article_id": passages[0].article_id, "passage_index": 0, "start": passages[0].start,
                    "end": passages[0].end}  # fmt: skip
     with pytest.raises(StoreError, match="not a folder"):
@@ -210,6 +212,65 @@ def test_query_scores_ranking_and_spans(encoder: Any, coll: Any) -> None:
     assert store.query(encoder, coll, QUERY, k=0) == []
     (everything,) = store.query(encoder, coll, QUERY, k=1, top_fraction=1.0)
     assert [s["text"] for s in everything.spans] == [everything.text]  # every word kept, merged into one span
+
+
+def _same_spans(got: Any, want: Any) -> bool:
+    """Same offsets and texts; weights equal up to float noise (batch padding differs)."""
+    return [(d["start"], d["end"], d["text"]) for d in got] == [(d["start"], d["end"], d["text"]) for d in want] and (
+        np.allclose([d["weight"] for d in got], [d["weight"] for d in want], atol=1e-5)
+    )
+
+
+def test_spans_are_stored_at_indexing_and_read_back(
+    encoder: Any, coll: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Passage spans do not depend on the query (a bi-encoder), so they are stored with the vector.
+    store.index_passages(encoder, coll, RECORDS)
+    got = coll.get(ids=["p1"], include=["metadatas"])["metadatas"][0]
+    assert got[store.SPANS_FRACTION_KEY] == pytest.approx(0.2) and got["year"] == 2019
+    expected = {i: [s.to_dict() for s in encoder.rationale_spans(QUERY, t)] for i, t, _ in RECORDS}
+    assert _same_spans(store.parse_spans(got[store.SPANS_KEY]), expected["p1"])
+
+    calls: list[int] = []
+    original = encoder.rationale_spans_batch
+
+    def counting(query: str, passages: Any, top_fraction: float = 0.2) -> Any:
+        calls.append(len(passages))
+        return original(query, passages, top_fraction=top_fraction)
+
+    monkeypatch.setattr(encoder, "rationale_spans_batch", counting)
+    hits = store.query(encoder, coll, QUERY, k=5)
+    assert calls == []  # read from metadata, no second forward pass
+    for h in hits:
+        assert _same_spans(h.spans, expected[h.id])
+        assert store.SPANS_FRACTION_KEY not in h.metadata and store.SPANS_KEY not in h.metadata
+        assert set(h.metadata) == {"article_id", "year"}
+    # another top_fraction than the stored one: computed at query time, and equal to computing directly
+    wide = store.query(encoder, coll, QUERY, k=5, top_fraction=0.5)
+    assert calls == [5]
+    for h in wide:
+        assert _same_spans(h.spans, [s.to_dict() for s in original(QUERY, [h.text], top_fraction=0.5)[0]])
+
+    fresh = store.query(encoder, coll, QUERY, k=5, stored_spans=False)
+    assert calls == [5, 5] and all(_same_spans(h.spans, expected[h.id]) for h in fresh)
+    assert all(store.SPANS_KEY not in h.metadata for h in store.query(encoder, coll, QUERY, rationales=False))
+
+    # a collection indexed without spans (or by an older version) gets them computed, identically
+    plain = store.open_for_encoder(encoder, path=tmp_path / "plain", name="plain")
+    store.index_passages(encoder, plain, RECORDS, rationales=False)
+    assert store.SPANS_KEY not in plain.get(ids=["p1"], include=["metadatas"])["metadatas"][0]
+    calls.clear()
+    assert all(_same_spans(h.spans, expected[h.id]) for h in store.query(encoder, plain, QUERY, k=5))
+    assert calls == [5]
+    with pytest.raises(ValueError, match="top_fraction"):
+        store.index_passages(encoder, plain, RECORDS, top_fraction=0.0)
+
+
+def test_corrupt_stored_spans_are_recomputed(encoder: Any, coll: Any) -> None:
+    store.index_passages(encoder, coll, RECORDS)
+    coll.update(ids=["p1"], metadatas=[{store.SPANS_KEY: "not json", store.SPANS_FRACTION_KEY: 0.2}])
+    (hit,) = [h for h in store.query(encoder, coll, QUERY, k=5) if h.id == "p1"]
+    assert _same_spans(hit.spans, [s.to_dict() for s in encoder.rationale_spans(QUERY, hit.text)])
 
 
 def test_query_empty_collection(encoder: Any, coll: Any) -> None:

@@ -60,6 +60,7 @@ class CERARetriever(BaseRetriever):
     model_name: str | None = Field(default=None, description="CERA checkpoint folder or hub id.")
     contriever: bool = Field(default=False, description="Contriever-style encoder: mean pooling, unnormalised.")
     device: str | None = Field(default=None, description="Torch device of the encoder.")
+    backend: str = Field(default="torch", description="torch, or onnx / onnx-int8 (ONNX Runtime on the CPU).")
     persist_directory: str | None = Field(default=None, description="Embedded Chroma folder.")
     host: str | None = Field(default=None, description="Host of a `chroma run` server.")
     port: int | None = Field(default=None, description="Port of that server.")
@@ -80,7 +81,9 @@ class CERARetriever(BaseRetriever):
         if self.encoder is None:
             if self.model_name is None and not self.contriever:
                 raise ValueError("Give the CERA model: model_name (a checkpoint folder or hub id) or encoder.")
-            self.encoder = store.load_encoder(self.model_name, contriever=self.contriever, device=self.device)
+            self.encoder = store.load_encoder(
+                self.model_name, contriever=self.contriever, device=self.device, backend=self.backend
+            )
         if self.model_name is None:
             self.model_name = str(self.encoder.name)
         if self.collection is None:
@@ -120,7 +123,9 @@ class CERARetriever(BaseRetriever):
         id_list = [str(i) for i in ids] if ids is not None else [text_id(t) for t in texts]
         metas = metadatas or [{} for _ in texts]
         records = [(i, t, dict(m)) for i, t, m in zip(id_list, texts, metas, strict=True)]
-        store.index_passages(self.encoder, self.collection, records, batch_size=batch_size)
+        store.index_passages(
+            self.encoder, self.collection, records, batch_size=batch_size, top_fraction=self.top_fraction
+        )
         return id_list
 
     def add_documents(self, documents: Iterable[Document], batch_size: int = 64) -> list[str]:

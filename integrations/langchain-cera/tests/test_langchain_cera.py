@@ -97,7 +97,10 @@ def test_retriever_in_a_chain(encoder: Any, collection: Any) -> None:
     assert len(spans) == 2 and all(spans)
 
 
-def test_from_model_name_persistence_and_idempotent_add(tiny_bert_dir: Path, tmp_path: Path, corpus: list) -> None:
+def test_from_model_name_persistence_and_idempotent_add(
+    tiny_bert_dir: Path, tmp_path: Path, corpus: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CERA_CACHE_DIR", str(tmp_path / "cache"))
     persist = str(tmp_path / "persist")
     retriever = CERARetriever(model_name=str(tiny_bert_dir), persist_directory=persist, collection_name="lc-p", k=3)
     docs = [Document(page_content=t, metadata=m, id=i) for i, t, m in corpus]
@@ -115,6 +118,12 @@ def test_from_model_name_persistence_and_idempotent_add(tiny_bert_dir: Path, tmp
         model_name=str(tiny_bert_dir), persist_directory=persist, collection_name="lc-p", k=3, create=False
     )
     assert [d.id for d in reopened.invoke(QUERY)] == [d.id for d in first]
+    pytest.importorskip("onnxruntime")
+    fast = CERARetriever(
+        model_name=str(tiny_bert_dir), persist_directory=persist, collection_name="lc-p", k=3, backend="onnx"
+    )
+    assert fast.encoder.backend == "onnx"
+    assert [(d.id, d.metadata) for d in fast.invoke(QUERY)] == [(d.id, d.metadata) for d in first]
     with pytest.raises(ValueError, match="same length"):
         retriever.add_texts(["a", "b"], ids=["x"])
 

@@ -213,7 +213,9 @@ def test_contains_filter_on_list_metadata(encoder: Any, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------ persistence
-def test_persistence_reload_and_idempotent_reindex(tiny_bert_dir: Path, tmp_path: Path, corpus: list) -> None:
+def test_persistence_reload_and_idempotent_reindex(
+    tiny_bert_dir: Path, tmp_path: Path, corpus: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
     persist = tmp_path / "persist"
     retriever = CERARetriever.from_pretrained(
         tiny_bert_dir, chroma_collection="li-persist", similarity_top_k=3, persist_dir=persist
@@ -230,6 +232,18 @@ def test_persistence_reload_and_idempotent_reindex(tiny_bert_dir: Path, tmp_path
     assert _ids(again) == _ids(first)
     assert [n.score for n in again] == pytest.approx([n.score for n in first], abs=1e-5)
     assert [n.node.metadata for n in again] == [n.node.metadata for n in first]
+
+    # the same collection through ONNX Runtime: same hits, scores and (stored) spans
+    pytest.importorskip("onnxruntime")
+    monkeypatch.setenv("CERA_CACHE_DIR", str(tmp_path / "cache"))
+    fast = CERARetriever.from_pretrained(
+        tiny_bert_dir, chroma_collection="li-persist", similarity_top_k=3, persist_dir=persist, backend="onnx"
+    )
+    assert fast.encoder.backend == "onnx"
+    quick = fast.retrieve(QUERY)
+    assert _ids(quick) == _ids(first)
+    assert [n.score for n in quick] == pytest.approx([n.score for n in first], abs=1e-5)
+    assert [n.node.metadata for n in quick] == [n.node.metadata for n in first]
 
     # re-indexing the same passages adds nothing
     report = reopened.add_nodes(TextNode(id_=i, text=t, metadata=m) for i, t, m in corpus)

@@ -219,6 +219,7 @@ class CERARetriever(BaseRetriever):
         client: Any = None,
         device: str | None = None,
         create: bool = True,
+        backend: str = "torch",
         **kwargs: Any,
     ) -> CERARetriever:
         """Load an encoder and open its collection.
@@ -237,12 +238,14 @@ class CERARetriever(BaseRetriever):
             client: An existing Chroma client (instead of ``persist_dir``/``host``/``port``).
             device: Torch device of the encoder.
             create: Create the collection when a name is given and it does not exist.
+            backend: ``torch``, or ``onnx`` / ``onnx-int8``: the encoder runs in ONNX Runtime on the
+                CPU (``pip install "cera-rag[fast]"``); same vectors (fp32) and spans, faster.
             **kwargs: Passed to ``CERARetriever`` (``rationales``, ``top_fraction``, ``callback_manager``...).
 
         Raises:
             cera_rag.store.CollectionMismatchError: If the collection was built with another encoder.
         """
-        encoder = store.load_encoder(model_name_or_path, contriever=contriever, device=device)
+        encoder = store.load_encoder(model_name_or_path, contriever=contriever, device=device, backend=backend)
         collection = chroma_collection
         if collection is None or isinstance(collection, str):
             name = collection or (store.CONTRIEVER_COLLECTION if contriever else store.DEFAULT_COLLECTION)
@@ -285,10 +288,13 @@ class CERARetriever(BaseRetriever):
     def add_nodes(self, nodes: Iterable[BaseNode], batch_size: int = 64) -> store.IndexReport:
         """Embed and store nodes (or ``Document`` objects) under their ids; ids already stored are skipped.
 
-        The node text (``MetadataMode.NONE``) is embedded; scalar metadata is stored alongside.
+        The node text (``MetadataMode.NONE``) is embedded; scalar metadata is stored alongside, with
+        the node's rationale spans (from the same forward pass) so that retrieval reads them back.
         """
         records = [(n.node_id, n.get_content(metadata_mode=MetadataMode.NONE), dict(n.metadata)) for n in nodes]
-        return store.index_passages(self._encoder, self._collection, records, batch_size=batch_size)
+        return store.index_passages(
+            self._encoder, self._collection, records, batch_size=batch_size, top_fraction=self._top_fraction
+        )
 
     def add_texts(
         self, texts: Sequence[str], ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]] | None = None
@@ -298,7 +304,10 @@ class CERARetriever(BaseRetriever):
             raise ValueError("texts, ids (and metadatas) must have the same length.")
         metas = metadatas or [{} for _ in texts]
         return store.index_passages(
-            self._encoder, self._collection, [(i, t, dict(m)) for i, t, m in zip(ids, texts, metas, strict=True)]
+            self._encoder,
+            self._collection,
+            [(i, t, dict(m)) for i, t, m in zip(ids, texts, metas, strict=True)],
+            top_fraction=self._top_fraction,
         )
 
     # ------------------------------------------------------------------------------ retrieval
