@@ -44,6 +44,10 @@ def evaluate_command(
     seed: int = typer.Option(0, help="Seed of bootstrap, permutation test and random baselines."),
     batch_size: int = typer.Option(32, help="Encoder batch size."),
     threads: int | None = typer.Option(None, help="torch CPU threads (default: torch's choice)."),
+    backend: str = typer.Option(
+        "auto",
+        help="Dense forward pass: onnx (ONNX Runtime, same vectors, faster), torch, or auto (onnx if installed).",
+    ),
     data_dir: Path | None = typer.Option(None, help="Evidence Inference folder (default: $CERA_DATA_DIR)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Read and write the passage-vector cache."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or logs."),
@@ -60,6 +64,8 @@ def evaluate_command(
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+    if backend not in ("auto", "torch", "onnx"):
+        raise typer.BadParameter(f"{backend!r} is not a backend; use auto, torch or onnx.", param_hint="--backend")
     if threads:
         import torch
 
@@ -79,6 +85,7 @@ def evaluate_command(
         n_permutations=n_permutations,
         seed=seed,
         batch_size=batch_size,
+        backend=backend,  # type: ignore[arg-type]
         use_cache=cache,
     )
     stem = name or f"eval-{split}" + (f"-limit{limit}" if limit else "")

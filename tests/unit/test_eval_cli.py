@@ -91,6 +91,35 @@ def test_seed_group_and_limit(synthetic_data_dir: Path, tmp_path: Path) -> None:
     assert len(per_query["retrieval"]["article/paper"]["bm25"]["mrr@10"]) == 4
 
 
+def test_onnx_backend_gives_the_torch_results(
+    synthetic_data_dir: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("onnxruntime")
+    from cera_rag.evaluation.runner import EvalConfig, run_evaluation
+
+    monkeypatch.setenv("CERA_CACHE_DIR", str(tmp_path / "cache"))
+    out = {}
+    for backend in ("torch", "onnx"):
+        cfg = EvalConfig(
+            split="train",
+            systems=[str(tiny_bert_dir)],
+            pools=["article"],
+            limit=4,
+            faithfulness_limit=2,
+            n_bootstrap=100,
+            n_permutations=100,
+            backend=backend,  # type: ignore[arg-type]
+            use_cache=False,
+        )
+        out[backend], _ = run_evaluation(cfg, synthetic_data_dir, show_progress=False)
+    key = str(tiny_bert_dir)
+    torch_metrics = out["torch"]["retrieval"]["article/paper"]["systems"][key]["metrics"]
+    assert out["onnx"]["retrieval"]["article/paper"]["systems"][key]["metrics"] == pytest.approx(torch_metrics)
+    for field in ("attention", "attention_mass"):
+        got, want = out["onnx"]["plausibility"][key][field], out["torch"]["plausibility"][key][field]
+        assert got == pytest.approx(want, abs=1e-4)
+
+
 def test_bad_inputs_are_clear_errors(synthetic_data_dir: Path, tmp_path: Path) -> None:
     from cera_rag.errors import ConfigError
     from cera_rag.evaluation.runner import EvalConfig, parse_systems, run_evaluation
