@@ -29,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from cera_rag.data.dataset import DataConfig, load_processed  # noqa: E402
 from cera_rag.evaluation.retrieval import DEFAULT_METRICS, build_qrels, dense_run, evaluate_run  # noqa: E402
+from cera_rag.evaluation.runner import resolve_backend  # noqa: E402
 from cera_rag.model import CERAEncoder  # noqa: E402
 
 STYLES = ("paper", "heldout")
@@ -67,7 +68,9 @@ def train_entry(spec: dict[str, Any], seed: int, out_dir: Path, data_dir: str | 
 
 
 def evaluate_entry(model: str, pooling: str | None, val: Any) -> dict[str, Any]:
-    enc = CERAEncoder.from_pretrained(model, pooling=pooling, max_passage_length=128)
+    # ONNX Runtime where installed: the same vectors as PyTorch (to ~1e-6), about 1.4x faster on CPU.
+    backend = resolve_backend("auto")
+    enc = CERAEncoder.from_pretrained(model, pooling=pooling, max_passage_length=128, backend=backend)
     articles = sorted({ex.prompt.article_id for ex in val.examples if ex.positives})
     passages = [p for a in articles for p in val.passages[a]]
     vectors = enc.encode_passages([p.text for p in passages])
@@ -194,6 +197,7 @@ def main() -> None:
                 "model": model,
                 "spec": spec,
                 "train_seconds": round(seconds, 1),
+                "eval_backend": resolve_backend("auto"),
                 "eval": evaluate_entry(model, pooling, val),
             }
             results["entries"][key] = entry
