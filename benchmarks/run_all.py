@@ -26,9 +26,9 @@ JOBS = {
         ["bench_train.py", "--preset", "best", "--steps", "10"],
     ],
     "quick": [
-        ["bench_encode.py", "--passages", "600", "--repeats", "3", "--quality-prompts", "60"],
-        ["bench_query.py", "--size", "100000", "--encode", "1000", "--queries", "50"],
-        ["bench_query.py", "--size", "100000", "--encode", "1000", "--queries", "50", "--backend", "onnx"],
+        ["bench_encode.py", "--passages", "320", "--repeats", "3", "--quality-prompts", "60"],
+        ["bench_query.py", "--size", "100000", "--encode", "500", "--queries", "50"],
+        ["bench_query.py", "--size", "100000", "--encode", "500", "--queries", "50", "--backend", "onnx"],
         ["bench_train.py", "--preset", "best", "--steps", "4"],
     ],
 }
