@@ -40,9 +40,12 @@ _COLLECTION = typer.Option(
     help=f"Collection [default: {store.DEFAULT_COLLECTION}, or {CONTRIEVER_COLLECTION}].",
 )
 _DEVICE = typer.Option(None, "--device", help="Torch device, e.g. cpu or cuda [default: auto].")
+_BACKEND = typer.Option(
+    "torch", "--backend", help="Forward pass: torch, onnx or onnx-int8 (ONNX Runtime on the CPU; the fast extra)."
+)
 
 
-def _encoder(model: str | None, contriever: bool, device: str | None) -> Any:
+def _encoder(model: str | None, contriever: bool, device: str | None, backend: str = "torch") -> Any:
     if model is None and not contriever:
         model = DEFAULT_MODEL
         if not Path(model).exists():
@@ -50,7 +53,7 @@ def _encoder(model: str | None, contriever: bool, device: str | None) -> Any:
                 f"No model at {model}; pass --model CHECKPOINT (a trained CERA folder or a hub id), "
                 "or --contriever for the baseline."
             )
-    return store.load_encoder(model, contriever=contriever, device=device)
+    return store.load_encoder(model, contriever=contriever, device=device, backend=backend)
 
 
 def _collection(
@@ -83,6 +86,7 @@ def index(
     collection: str | None = _COLLECTION,
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Passages embedded and written per step."),
     device: str | None = _DEVICE,
+    backend: str = _BACKEND,
 ) -> None:
     """Embed passages into a Chroma collection (idempotent: re-running resumes and adds no duplicates)."""
     from rich.console import Console
@@ -97,7 +101,7 @@ def index(
     else:
         passages = store.passages_from_split(str(split), data_dir=data_dir)
         source = f"split {split!r}"
-    encoder = _encoder(model, contriever, device)
+    encoder = _encoder(model, contriever, device, backend)
     coll = _collection(encoder, collection, contriever, store_path, host, port)
     report = store.index_passages(encoder, coll, passages, batch_size=batch_size, show_progress=True)
     Console().print(
@@ -136,6 +140,7 @@ def query(
     port: int | None = _PORT,
     collection: str | None = _COLLECTION,
     device: str | None = _DEVICE,
+    backend: str = _BACKEND,
 ) -> None:
     """Search a collection; print passages with the evidence CERA attends to highlighted."""
     from rich.console import Console
@@ -150,7 +155,7 @@ def query(
         raise ConfigError(f'--where must be a JSON object such as \'{{"article_id": "1234"}}\', not {where}.')
     if not 0.0 < top_fraction <= 1.0:
         raise ConfigError(f"--top-fraction must be in (0, 1], got {top_fraction}.")
-    encoder = _encoder(model, contriever, device)
+    encoder = _encoder(model, contriever, device, backend)
     coll = _collection(encoder, collection, contriever, store_path, host, port, create=False)
     hits = store.query(encoder, coll, text, k=k, where=filt, top_fraction=top_fraction)
     if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -59,6 +60,12 @@ def test_index_folder_then_query(notes_dir: Path, tiny_bert_dir: Path, tmp_path:
         assert row["metadata"]["article_id"] in {"trial", "other"}
     scores = [r["score"] for r in rows]
     assert scores == sorted(scores, reverse=True)
+
+    if importlib.util.find_spec("onnxruntime") is not None:  # the same collection through ONNX Runtime
+        fast = _run("query", QUERY, "-k", "3", "--json", "--backend", "onnx", *common).stdout.strip().splitlines()
+        assert [json.loads(x)["id"] for x in fast] == [r["id"] for r in rows]
+    bad = _run("query", QUERY, "--backend", "tensorrt", *common)
+    assert bad.exit_code != 0 and "Unknown backend" in str(bad.exception)
 
     filtered = _run("query", QUERY, "--json", "--where", '{"article_id": "other"}', *common)
     assert [json.loads(x)["metadata"]["article_id"] for x in filtered.stdout.strip().splitlines()] == ["other"]
