@@ -36,7 +36,10 @@ def _run(*args: str) -> object:
     return result
 
 
-def test_index_folder_then_query(notes_dir: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+def test_index_folder_then_query(
+    notes_dir: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CERA_CACHE_DIR", str(tmp_path / "cache"))  # where the ONNX export goes
     common = ["--model", str(tiny_bert_dir), "--store", str(tmp_path / "chroma"), "-c", "cli-notes"]
     first = _run("index", str(notes_dir), *common)
     assert first.exit_code == 0, first.output
