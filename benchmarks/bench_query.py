@@ -8,7 +8,8 @@ random perturbation so the HNSW graph is not full of exact duplicates, and carry
 spans). Indexing throughput is reported twice: the real indexing of the first passages, and the
 upsert alone for the whole collection.
 
-Then, over ``--queries`` natural questions (held-out phrasings), the latency of:
+Then, for each of ``--backends`` (the collection is built once, by the first), over ``--queries``
+natural questions (held-out phrasings), the latency of:
 
 * ``retrieve``: ``llama_index.retrievers.cera.CERARetriever.retrieve`` (query encode + Chroma
   search + rationale spans of the top-k, read from the index, as ``NodeWithScore`` objects): the
@@ -18,7 +19,7 @@ Then, over ``--queries`` natural questions (held-out phrasings), the latency of:
 * ``no_spans``: ``cera_rag.store.query(..., rationales=False)``.
 
     python benchmarks/bench_query.py [--size 100000] [--encode 2000] [--queries 100] [--k 5] \
-        [--backend torch|onnx|onnx-int8|torch-int8]
+        [--backends torch,onnx]
 """
 
 from __future__ import annotations
@@ -56,9 +57,15 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--model", default=None)
     ap.add_argument(
-        "--backend", default="torch", choices=["torch", "onnx", "onnx-int8", "torch-int8"], help="Encoder backend."
+        "--backends",
+        default="torch",
+        help="Comma-separated encoder backends timed on the same collection: torch, onnx, onnx-int8, torch-int8.",
     )
     args = ap.parse_args()
+    backends = args.backends.split(",")
+    unknown = set(backends) - {"torch", "onnx", "onnx-int8", "torch-int8"}
+    if unknown:
+        ap.error(f"unknown backends {sorted(unknown)}")
 
     from llama_index.retrievers.cera import CERARetriever
 
@@ -68,10 +75,13 @@ def main() -> None:
     from cera_rag.model import CERAEncoder
 
     path = args.model or default_model()
-    if args.backend == "torch-int8":
-        enc = CERAEncoder.from_pretrained(path, device="cpu").quantized()
-    else:
-        enc = CERAEncoder.from_pretrained(path, device="cpu", backend=args.backend)
+
+    def load(backend: str) -> CERAEncoder:
+        if backend == "torch-int8":
+            return CERAEncoder.from_pretrained(path, device="cpu").quantized()
+        return CERAEncoder.from_pretrained(path, device="cpu", backend=backend)  # type: ignore[arg-type]
+
+    enc = load(backends[0])
     texts = validation_passages(args.encode)
 
     rng = np.random.default_rng(0)
@@ -108,34 +118,42 @@ def main() -> None:
         val = load_processed("validation", DataConfig())
         questions = [render(HELDOUT_TEMPLATES[i % 3], ex.prompt) for i, ex in enumerate(val.examples)]
         questions = questions[: args.queries]
-        retriever = CERARetriever(enc, col, similarity_top_k=args.k)
-        first = retriever.retrieve(questions[0])
-        assert len(first) == args.k and all(n.node.metadata[store.SPANS_KEY] for n in first)
-        latency = {
-            "retrieve": time_queries(retriever.retrieve, questions),
-            "spans_at_query_time": time_queries(
-                lambda q: store.query(enc, col, q, k=args.k, stored_spans=False), questions
-            ),
-            "no_spans": time_queries(lambda q: store.query(enc, col, q, k=args.k, rationales=False), questions),
+        latency: dict[str, dict[str, list[float]]] = {}
+        for backend in backends:
+            enc = enc if backend == backends[0] else load(backend)
+            retriever = CERARetriever(enc, col, similarity_top_k=args.k)
+            first = retriever.retrieve(questions[0])
+            assert len(first) == args.k and all(n.node.metadata[store.SPANS_KEY] for n in first)
+            latency[backend] = {
+                "retrieve": time_queries(retriever.retrieve, questions),
+                "spans_at_query_time": time_queries(
+                    lambda q, enc=enc: store.query(enc, col, q, k=args.k, stored_spans=False), questions
+                ),
+                "no_spans": time_queries(
+                    lambda q, enc=enc: store.query(enc, col, q, k=args.k, rationales=False), questions
+                ),
+            }
+    for backend, lat in latency.items():
+        payload = {
+            "model": path,
+            "backend": backend,
+            "indexed_with": backends[0],
+            "collection_size": args.size,
+            "unique_passages_encoded": len(texts),
+            "k": args.k,
+            "queries": len(questions),
+            "retrieve_ms": percentiles(lat["retrieve"]),
+            "spans_at_query_time_ms": percentiles(lat["spans_at_query_time"]),
+            "no_spans_ms": percentiles(lat["no_spans"]),
+            "index_throughput": {
+                "index_passages_per_s": len(texts) / index_seconds,
+                "upsert_passages_per_s": upserted / upsert_seconds,
+            },
+            "peak_rss_mb_all_backends": peak_rss_mb(),
         }
-    payload = {
-        "model": path,
-        "backend": args.backend,
-        "collection_size": args.size,
-        "unique_passages_encoded": len(texts),
-        "k": args.k,
-        "queries": len(questions),
-        "retrieve_ms": percentiles(latency["retrieve"]),
-        "spans_at_query_time_ms": percentiles(latency["spans_at_query_time"]),
-        "no_spans_ms": percentiles(latency["no_spans"]),
-        "index_throughput": {
-            "index_passages_per_s": len(texts) / index_seconds,
-            "upsert_passages_per_s": upserted / upsert_seconds,
-        },
-        "peak_rss_mb": peak_rss_mb(),
-    }
-    print(write_result(f"query_{args.backend}", payload))
-    print({k: payload[k] for k in ("retrieve_ms", "spans_at_query_time_ms", "no_spans_ms", "index_throughput")})
+        print(write_result(f"query_{backend}", payload))
+        print(backend, {k: payload[k] for k in ("retrieve_ms", "spans_at_query_time_ms", "no_spans_ms")})
+    print("index", payload["index_throughput"])
 
 
 if __name__ == "__main__":

@@ -21,14 +21,12 @@ RESULTS = HERE.parent / "results"
 JOBS = {
     "full": [
         ["bench_encode.py", "--passages", "2000", "--repeats", "3"],
-        ["bench_query.py", "--size", "100000", "--encode", "8000", "--queries", "100"],
-        ["bench_query.py", "--size", "100000", "--encode", "8000", "--queries", "100", "--backend", "onnx"],
+        ["bench_query.py", "--size", "100000", "--encode", "8000", "--queries", "100", "--backends", "torch,onnx"],
         ["bench_train.py", "--preset", "best", "--steps", "10"],
     ],
     "quick": [
         ["bench_encode.py", "--passages", "320", "--repeats", "3", "--quality-prompts", "60"],
-        ["bench_query.py", "--size", "100000", "--encode", "500", "--queries", "50"],
-        ["bench_query.py", "--size", "100000", "--encode", "500", "--queries", "50", "--backend", "onnx"],
+        ["bench_query.py", "--size", "100000", "--encode", "500", "--queries", "50", "--backends", "torch,onnx"],
         ["bench_train.py", "--preset", "best", "--steps", "4"],
     ],
 }
@@ -88,7 +86,7 @@ def main() -> None:
     if args.smoke:
         jobs = [
             ["bench_encode.py", "--passages", "16", "--repeats", "1", "--quality-prompts", "2"],
-            ["bench_query.py", "--size", "300", "--encode", "50", "--queries", "3"],
+            ["bench_query.py", "--size", "300", "--encode", "50", "--queries", "3", "--backends", "torch,onnx"],
             ["bench_train.py", "--preset", "quick", "--steps", "1"],
         ]
     t0 = time.time()

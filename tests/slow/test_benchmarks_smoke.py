@@ -22,6 +22,7 @@ def test_benchmarks_run_on_a_tiny_input(tmp_path: Path) -> None:
     assert all(v["median"] > 0 for v in enc["passages_per_second"].values())
     query = json.loads((out / "bench_query_torch.json").read_text())
     assert query["collection_size"] == 300 and query["retrieve_ms"]["p50"] > 0
+    assert json.loads((out / "bench_query_onnx.json").read_text())["indexed_with"] == "torch"
     train = json.loads((out / "bench_train_quick.json").read_text())
     assert train["steps_timed"] == 1 and train["peak_rss_mb"] > 0
     assert "retrieve top-5" in (out / "bench_summary.md").read_text()
