@@ -211,11 +211,14 @@ def test_passage_longer_than_the_model_is_truncated_and_said_so(
     with pytest.warns(TruncationWarning, match="split long documents into passages first"):
         store.index_passages(encoder, coll, [("long", long_passage, {})])
     assert coll.count() == 1
+    hits = store.query(encoder, coll, QUERY, k=1)  # spans stored at indexing: no second encode, no warning
     with pytest.warns(TruncationWarning):
-        hits = store.query(encoder, coll, QUERY, k=1)
+        fresh = store.query(encoder, coll, QUERY, k=1, stored_spans=False)
     # the spans come from the embedded prefix and are valid offsets into the whole passage
-    check_spans(long_passage, hits[0].spans)
-    assert all(s["end"] <= len(long_passage) for s in hits[0].spans)
+    for hit in (hits[0], fresh[0]):
+        check_spans(long_passage, hit.spans)
+        assert all(s["end"] <= len(long_passage) for s in hit.spans)
+    assert [(s["start"], s["end"]) for s in hits[0].spans] == [(s["start"], s["end"]) for s in fresh[0].spans]
     # one enormous "word" (no whitespace) cannot be split: it is one passage, truncated with a warning
     _write(tmp_path / "blob" / "blob.txt", "pain,score;" * 10_000)
     blob = store.passages_from_directory(tmp_path / "blob")

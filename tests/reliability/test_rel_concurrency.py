@@ -264,7 +264,8 @@ def test_chroma_server_loses_nothing_under_1000_concurrent_requests(
     assert sorted(got["ids"]) == sorted(r[0] for r in records)
     by_id = {r[0]: r for r in records}
     for i, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True):
-        assert doc == by_id[i][1] and meta == by_id[i][2]
+        user_meta = {k: v for k, v in meta.items() if k not in (store.SPANS_KEY, store.SPANS_FRACTION_KEY)}
+        assert doc == by_id[i][1] and user_meta == by_id[i][2] and store.SPANS_KEY in meta
     want = encoder.encode_passages([by_id[i][1] for i in got["ids"]])
     np.testing.assert_allclose(np.asarray(got["embeddings"]), want, atol=1e-5)
     # a fresh client (another connection) sees the same collection
