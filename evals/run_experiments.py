@@ -134,7 +134,18 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         )
     tests: dict[str, Any] = {}
     by_row = {specs[s].get("row"): s for s in rows if s in specs}
-    for a, b in (("7", "2"), ("6", "2"), ("6", "5"), ("5", "4"), ("4", "3"), ("7", "3"), ("7", "4"), ("7", "7b")):
+    for a, b in (
+        ("7", "2"),
+        ("6", "2"),
+        ("6", "5"),
+        ("5", "4"),
+        ("4", "3"),
+        ("7", "3"),
+        ("7", "4"),
+        ("7", "7b"),
+        ("7c", "7"),
+        ("7c", "2"),
+    ):
         if a in by_row and b in by_row:
             for style in STYLES:
                 mean_a = _mean_per_query([e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[a]]["entries"]])
