@@ -18,7 +18,13 @@ def test_benchmarks_run_on_a_tiny_input(tmp_path: Path) -> None:
     subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--out", str(out)], check=True)
     enc = json.loads((out / "bench_encode.json").read_text())
     assert enc["passages"] == 16
-    assert set(enc["ratio_to_sentence_transformers"]) >= {"cera", "cera_with_spans", "cera_int8", "cera_onnx_with_spans", "cera_onnx_int8"}
+    assert set(enc["ratio_to_sentence_transformers"]) >= {
+        "cera",
+        "cera_with_spans",
+        "cera_int8",
+        "cera_onnx_with_spans",
+        "cera_onnx_int8",
+    }
     assert all(v["median"] > 0 for v in enc["passages_per_second"].values())
     query = json.loads((out / "bench_query_torch.json").read_text())
     assert query["collection_size"] == 300 and query["retrieve_ms"]["p50"] > 0

@@ -152,3 +152,27 @@ def test_evals_script_runs_from_the_repo_root() -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert "--systems" in proc.stdout and "--faithfulness-limit" in proc.stdout
+
+
+def test_negative_overlap_script(synthetic_data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "overlap.json"
+    proc = subprocess.run(
+        [sys.executable, "evals/negative_overlap.py", "--split", "train", "--data-dir", str(synthetic_data_dir)]
+        + ["--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert set(report["strategies"]) == {"random", "bm25", "subjective", "hybrid"}
+    for row in report["strategies"].values():
+        assert 0 < row["negatives"] and 0 <= row["restating"] <= row["negatives"]
+
+
+def test_result_numbers_keep_only_result_like_numbers() -> None:
+    sys.path.insert(0, str(ROOT / "evals"))
+    from negative_overlap import result_numbers
+
+    assert result_numbers("3 groups; 12.5% vs 8.1 mm (p = 0.03), n = 40 of 2") == {"12.5%", "8.1", "0.03", "40"}
