@@ -145,6 +145,8 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7", "7b"),
         ("7c", "7"),
         ("7c", "2"),
+        ("7c", "7d"),
+        ("7c", "6"),
     ):
         if a in by_row and b in by_row:
             for style in STYLES:
