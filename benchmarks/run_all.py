@@ -23,11 +23,13 @@ JOBS = {
         ["bench_encode.py", "--passages", "2000", "--repeats", "3"],
         ["bench_query.py", "--size", "100000", "--encode", "8000", "--queries", "100", "--backends", "torch,onnx"],
         ["bench_train.py", "--preset", "best", "--steps", "10"],
+        ["bench_reader.py", "--questions", "100"],
     ],
     "quick": [
         ["bench_encode.py", "--passages", "320", "--repeats", "3", "--quality-prompts", "60"],
         ["bench_query.py", "--size", "100000", "--encode", "500", "--queries", "50", "--backends", "torch,onnx"],
         ["bench_train.py", "--preset", "best", "--steps", "4"],
+        ["bench_reader.py", "--questions", "40"],
     ],
 }
 
@@ -73,6 +75,15 @@ def table(results: Path = RESULTS) -> str:
             f"| training, best preset | {d['seconds_per_step']['median']:.2f} s/step, epoch "
             f"{d['epoch_minutes_estimate']:.1f} min, peak {d['peak_rss_mb']:.0f} MB | <= 15 min/epoch |"
         )
+    f = results / "bench_reader.json"
+    if f.is_file():
+        d = json.loads(f.read_text())
+        for backend, r in d["backends"].items():
+            rows.append(
+                f"| reader ({backend}, {d['layers']} layers): re-rank top 20 with evidence spans / spans for the top 5 "
+                f"| p50 {r['rerank_top20_ms']['p50']:.0f} ms (p95 {r['rerank_top20_ms']['p95']:.0f}) / "
+                f"p50 {r['spans_top5_ms']['p50']:.0f} ms | <= 250 ms (ONNX) / <= 80 ms |"
+            )
     return "\n".join(rows) + "\n"
 
 
@@ -88,6 +99,7 @@ def main() -> None:
             ["bench_encode.py", "--passages", "16", "--repeats", "1", "--quality-prompts", "2"],
             ["bench_query.py", "--size", "300", "--encode", "50", "--queries", "3", "--backends", "torch,onnx"],
             ["bench_train.py", "--preset", "quick", "--steps", "1"],
+            ["bench_reader.py", "--questions", "3", "--backends", "torch,onnx"],
         ]
     t0 = time.time()
     for job in jobs:

@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["CERAEncoder", "RationaleSpan", "__version__"]
+__all__ = ["CERAEncoder", "CERAReader", "RationaleSpan", "__version__"]
 
 if TYPE_CHECKING:
     from cera_rag.model import CERAEncoder, RationaleSpan
+    from cera_rag.reader import CERAReader
 
 
 def __getattr__(name: str) -> Any:
@@ -21,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from cera_rag import model
 
         return getattr(model, name)
+    if name == "CERAReader":
+        from cera_rag.reader import CERAReader
+
+        return CERAReader
     raise AttributeError(f"module 'cera_rag' has no attribute {name!r}")

@@ -1,11 +1,14 @@
 """``cera-rag demo``: a trained CERA retriever answering clinical questions, with its evidence highlighted.
 
-Steps: find a checkpoint (``checkpoints/cera-best``, else ``checkpoints/cera-quick``, else train the
-``quick`` preset with a progress bar); index a handful of validation articles into an embedded
-Chroma store; ask three clinical questions about them through the LlamaIndex pipeline
-(``cera_rag.rag.pipelines``) with the embedded local LLM (SmolLM2-135M through llama-cpp's
-OpenAI-compatible server, or ``--llm-base-url``); print each answer with its retrieved passages
-and the evidence tokens CERA attends to highlighted; write the same as ``demo.html``.
+Steps: find a CERA checkpoint (``checkpoints/cera-best``, else ``checkpoints/cera-quick``, else train the
+``quick`` preset with a progress bar) and a reader (``checkpoints/cera-reader``, else
+``checkpoints/cera-reader-quick``, else train the reader's ``quick`` preset); index a handful of
+validation articles into an embedded Chroma store; ask three clinical questions about them
+through the LlamaIndex pipeline (``cera_rag.rag.pipelines``): CERA retrieves the top
+``candidates`` passages, the reader re-ranks them and marks the evidence for each question, and
+the embedded local LLM (SmolLM2-135M through llama-cpp's OpenAI-compatible server, or
+``--llm-base-url``) answers; print each answer with its passages, the reader's evidence
+highlighted, and write the same as ``demo.html``. Every step is timed.
 
 The answers of a 135M-parameter model are often wrong: the point is the retrieval and the
 highlighted evidence, which a reader can check against the answer.
@@ -30,6 +33,8 @@ logger = logging.getLogger(__name__)
 MAX_STEPS_ENV = "CERA_DEMO_MAX_STEPS"
 #: Colour of highlighted evidence (RGB); a span's opacity grows with its weight.
 HIGHLIGHT_RGB = (255, 191, 0)
+#: Colour of the reader's evidence spans.
+EVIDENCE_RGB = (80, 200, 120)
 
 
 @dataclass
@@ -40,6 +45,8 @@ class DemoPassage:
     text: str
     score: float | None
     spans: list[SpanDict] = field(default_factory=list)
+    #: the reader's evidence for the question (offsets into ``text``); highlighted when present
+    evidence: list[SpanDict] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +103,32 @@ def ensure_checkpoint(
     return str(result.output_dir)
 
 
+#: Reader checkpoints the demo looks for, best first.
+DEFAULT_READERS = ("checkpoints/cera-reader", "checkpoints/cera-reader-quick")
+
+
+def ensure_reader(
+    reader: str | None = None,
+    max_steps: int | None = None,
+    output_dir: str | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    echo: Callable[[str], None] = print,
+) -> str:
+    """``reader`` if given, else an existing reader checkpoint, else a freshly trained ``quick`` reader."""
+    if reader:
+        return reader
+    for c in DEFAULT_READERS:
+        if (Path(c) / "reader_heads.safetensors").is_file():
+            return c
+    from cera_rag.reader_train import ReaderTrainer, load_reader_config
+
+    if max_steps is None and os.environ.get(MAX_STEPS_ENV):
+        max_steps = int(os.environ[MAX_STEPS_ENV])
+    cfg = load_reader_config("quick", overrides={"max_steps": max_steps, "output_dir": output_dir})
+    echo(f"No CERA reader yet: training the quick reader preset into {cfg.output_dir} (a few minutes on a CPU).")
+    return ReaderTrainer(cfg, data_dir).train(show_progress=True).output_dir
+
+
 # ------------------------------------------------------------------------------------ questions
 def demo_questions(split: Any, n_articles: int = 5, n_questions: int = 3) -> tuple[list[str], list[Any]]:
     """The first ``n_articles`` articles with evidence, and ``n_questions`` prompt examples about them.
@@ -125,7 +158,9 @@ def demo_questions(split: Any, n_articles: int = 5, n_questions: int = 3) -> tup
 
 
 # ------------------------------------------------------------------------------------------ HTML
-def highlight_html(text: str, spans: Sequence[SpanDict], rgb: tuple[int, int, int] = HIGHLIGHT_RGB) -> str:
+def highlight_html(
+    text: str, spans: Sequence[SpanDict], rgb: tuple[int, int, int] = HIGHLIGHT_RGB, css_class: str = "cera-span"
+) -> str:
     """``text`` HTML-escaped, each span wrapped in ``<mark>`` with opacity from its weight.
 
     Overlapping spans are clipped to the part after the previous span; spans outside the text are ignored.
@@ -141,7 +176,7 @@ def highlight_html(text: str, spans: Sequence[SpanDict], rgb: tuple[int, int, in
         alpha = 0.35 + 0.65 * max(0.0, min(1.0, float(s["weight"]) / top))
         out.append(html.escape(text[pos:start]))
         out.append(
-            f'<mark class="cera-span" data-weight="{float(s["weight"]):.4f}" '
+            f'<mark class="{css_class}" data-weight="{float(s["weight"]):.4f}" '
             f'style="background-color: rgba({rgb[0]}, {rgb[1]}, {rgb[2]}, {alpha:.2f})">'
             f"{html.escape(text[start:end])}</mark>"
         )
@@ -156,7 +191,8 @@ h1 { font-size: 1.5rem; } h2 { font-size: 1.15rem; margin-top: 2rem; }
 .answer { background: #eef4ff; border-left: 4px solid #3b6fd8; padding: .6rem .9rem; margin: .5rem 0 1rem; }
 .passage { border: 1px solid #ddd; border-radius: 6px; padding: .6rem .9rem; margin: .6rem 0; line-height: 1.55; }
 .meta { color: #666; font-size: .85rem; margin-bottom: .3rem; }
-mark.cera-span { color: inherit; padding: 0 1px; border-radius: 2px; }
+mark.cera-span, mark.cera-evidence { color: inherit; padding: 0 1px; border-radius: 2px; }
+.attention { color: #555; font-size: .85rem; margin-top: .4rem; }
 .note { color: #555; font-size: .9rem; }
 """
 
@@ -168,8 +204,10 @@ def render_html(answers: Sequence[DemoAnswer], model: str, llm: str) -> str:
         '<html lang="en"><head><meta charset="utf-8"><title>CERA demo</title>',
         f"<style>{_CSS}</style></head><body>",
         "<h1>CERA: evidence-highlighted retrieval</h1>",
-        f'<p class="note">Retriever: {html.escape(model)}. LLM: {html.escape(llm)}. Highlighted: the passage '
-        "tokens CERA's attention points at (stronger colour, higher weight).</p>",
+        f'<p class="note">Retriever: {html.escape(model)}. LLM: {html.escape(llm)}. Highlighted in the passage: '
+        "the reader's evidence for the question (green; stronger colour, higher weight) when a reader ran, else "
+        "the words CERA's attention points at. Below each passage: the bi-encoder's attention spans (the paper's "
+        "explanation, the same for every question).</p>",
     ]
     for i, a in enumerate(answers, 1):
         parts.append(f"<section><h2>{i}. {html.escape(a.question)}</h2>")
@@ -178,10 +216,17 @@ def render_html(answers: Sequence[DemoAnswer], model: str, llm: str) -> str:
             parts.append(f'<p class="note">Annotated result: {html.escape(a.reference_label)}</p>')
         for rank, p in enumerate(a.passages, 1):
             score = "" if p.score is None else f" &middot; score {p.score:.3f}"
-            parts.append(
-                f'<div class="passage"><div class="meta">#{rank} {html.escape(p.id)}{score}</div>'
-                f"{highlight_html(p.text, p.spans)}</div>"
-            )
+            if p.evidence:
+                body = highlight_html(p.text, p.evidence, EVIDENCE_RGB, "cera-evidence")
+                attention = " &middot; ".join(
+                    f'<mark class="cera-span">{html.escape(p.text[int(s["start"]) : int(s["end"])])}</mark>'
+                    for s in p.spans
+                    if 0 <= int(s["start"]) < int(s["end"]) <= len(p.text)
+                )
+                body += f'<div class="attention">CERA attention: {attention or "none"}</div>'
+            else:
+                body = highlight_html(p.text, p.spans)
+            parts.append(f'<div class="passage"><div class="meta">#{rank} {html.escape(p.id)}{score}</div>{body}</div>')
         parts.append("</section>")
     parts.append("</body></html>")
     return "\n".join(parts)
@@ -213,8 +258,10 @@ def print_answers(answers: Sequence[DemoAnswer], console: Any = None) -> None:
         )
         for rank, p in enumerate(a.passages, 1):
             score = "" if p.score is None else f"  score {p.score:.3f}"
-            console.print(Panel(highlight(p.text, list(p.spans)), title=f"#{rank}{score}  [dim]{escape(p.id)}[/]",
-                                title_align="left"))  # fmt: skip
+            marked = list(p.evidence) if p.evidence else list(p.spans)
+            what = "reader evidence" if p.evidence else "CERA attention"
+            console.print(Panel(highlight(p.text, marked), title=f"#{rank}{score}  [dim]{escape(p.id)}[/]",
+                                title_align="left", subtitle=what, subtitle_align="right"))  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------- run
@@ -232,6 +279,10 @@ def run_demo(
     max_steps: int | None = None,
     train_output_dir: str | None = None,
     console: Any = None,
+    reader: str | None = None,
+    use_reader: bool = True,
+    candidates: int = 20,
+    reader_output_dir: str | None = None,
 ) -> list[DemoAnswer]:
     """Run the demo end to end and return the answers (also printed and written to ``html_path``)."""
     import contextlib
@@ -255,8 +306,15 @@ def run_demo(
 
     console = console or Console()
     echo = console.print
+    t0 = time.perf_counter()
     checkpoint = ensure_checkpoint(model, max_steps, train_output_dir, data_dir, echo=echo)
-    echo(f"[bold]CERA checkpoint:[/] {checkpoint}")
+    echo(f"[bold]CERA checkpoint:[/] {checkpoint}  [dim]({time.perf_counter() - t0:.1f} s)[/]")
+    reader_path = None
+    if use_reader:
+        t0 = time.perf_counter()
+        reader_path = ensure_reader(reader, max_steps, reader_output_dir, data_dir, echo=echo)
+        echo(f"[bold]CERA reader:[/] {reader_path}  [dim]({time.perf_counter() - t0:.1f} s)[/]")
+    t0 = time.perf_counter()
     split = load_processed("validation", data_dir=data_dir)
     articles, examples = demo_questions(split, n_articles, n_questions)
     passages = [p for aid in articles for p in split.passages[aid]]
@@ -268,11 +326,20 @@ def run_demo(
     report = store.index_passages(encoder, collection, passages, show_progress=True)
     echo(
         f"Indexed {len(articles)} validation articles ({report.added} passages added, {report.skipped} already there)."
+        f"  [dim]({time.perf_counter() - t0:.1f} s)[/]"
     )
 
     from llama_index.retrievers.cera import CERARetriever
 
-    retriever = CERARetriever(encoder, collection, similarity_top_k=top_k, rationales=True)
+    postprocessors: list[Any] = []
+    if reader_path is not None:
+        from llama_index.postprocessor.cera import CERARationalePostprocessor
+
+        from cera_rag.reader import CERAReader
+
+        postprocessors.append(CERARationalePostprocessor(reader=CERAReader.from_pretrained(reader_path), top_n=top_k))
+    first_k = max(candidates, top_k) if reader_path is not None else top_k
+    retriever = CERARetriever(encoder, collection, similarity_top_k=first_k, rationales=True)
     answers: list[DemoAnswer] = []
     with contextlib.ExitStack() as stack:
         if llm_base_url:
@@ -285,10 +352,12 @@ def run_demo(
             from cera_rag.rag.local_llm import LocalLLMServer
 
             echo("Starting the local LLM (SmolLM2-135M-Instruct, llama-cpp-python server)...")
+            t0 = time.perf_counter()
             server = stack.enter_context(LocalLLMServer())
+            echo(f"Local LLM ready  [dim]({time.perf_counter() - t0:.1f} s)[/]")
             endpoint = LLMEndpoint(server.base_url, server.model, max_tokens=max_tokens, local=True)
         check_endpoint(endpoint)
-        engine = pipelines.build_llamaindex_engine(retriever, llamaindex_llm(endpoint))
+        engine = pipelines.build_llamaindex_engine(retriever, llamaindex_llm(endpoint), postprocessors=postprocessors)
         for ex in examples:
             question = render_question(ex.prompt)
             started = time.perf_counter()
@@ -300,16 +369,26 @@ def run_demo(
                     question=question,
                     answer=result.answer.strip(),
                     passages=[
-                        DemoPassage(id=i, text=t, score=s, spans=sp)
-                        for i, t, s, sp in zip(
-                            result.context_ids, result.contexts, result.scores, result.spans, strict=True
-                        )
+                        DemoPassage(id=i, text=t, score=s, spans=sp, evidence=ev)
+                        for i, t, s, sp, ev in zip(
+                            result.context_ids,
+                            result.contexts,
+                            result.scores,
+                            result.spans,
+                            result.evidence or [[] for _ in result.contexts],
+                            strict=True,
+                        )  # fmt: skip
                     ],
                     reference_label=ex.label,
                     seconds=time.perf_counter() - started,
                 )
             )
     print_answers(answers, console)
-    path = write_html(html_path, answers, checkpoint, endpoint.describe())
+    for i, a in enumerate(answers, 1):
+        echo(f"[dim]question {i}: retrieved, re-ranked and answered in {a.seconds:.1f} s[/]")
+    described = checkpoint + (f" + reader {reader_path}" if reader_path else "")
+    path = write_html(html_path, answers, described, endpoint.describe())
     echo(f"[bold green]Wrote {path}[/] (open it in a browser).")
+    if any("quick" in str(p) for p in (checkpoint, reader_path) if p):
+        echo("Next: `cera-rag train --preset best` and `cera-rag train-reader --preset best` for the README's models.")
     return answers

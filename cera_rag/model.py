@@ -19,8 +19,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -33,6 +31,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
+from cera_rag.atomic import replace_dir
 from cera_rag.errors import CheckpointError, ConfigError
 
 Pooling = Literal["mean", "cls"]
@@ -42,6 +41,8 @@ BACKENDS: tuple[str, ...] = ("torch", "onnx", "onnx-int8")
 
 #: File that marks a cera-rag checkpoint and holds its ``EncoderConfig``.
 CONFIG_NAME = "cera_config.json"
+#: File that marks a ``CERAReader`` checkpoint (see ``cera_rag.reader``).
+READER_CONFIG_NAME = "cera_reader_config.json"
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "tf_model.h5", "model.ckpt.index", "flax_model.msgpack")
 #: Serialises tokenizer calls: a fast tokenizer's truncation/padding state is set per call and shared,
 #: so two threads tokenising at once (queries at 64 tokens, passages at 256) corrupt each other's batch.
@@ -113,6 +114,49 @@ def _sentence_transformers_pooling(path: Path) -> tuple[Pooling | None, bool | N
         return None, None
 
 
+def check_model_folder(path: Path) -> None:
+    """Refuse a local model folder that is not a loadable, pickle-free checkpoint.
+
+    Raises:
+        CheckpointError: No ``config.json``, pickle weights only, or no ``*.safetensors`` file.
+    """
+    if not (path / "config.json").is_file():
+        raise CheckpointError(
+            f"{path} has no config.json: it is not a model checkpoint (expected the files "
+            "written by save_pretrained or a Hugging Face model folder)."
+        )
+    if _has_pickle_only(path):
+        raise CheckpointError(
+            f"{path} holds pickle weights only; cera-rag loads safetensors only (pickle can run "
+            "code). Convert it with `transformers` (model.save_pretrained(dir, "
+            "safe_serialization=True)) from a source you trust."
+        )
+    if not any(path.glob("*.safetensors")):
+        raise CheckpointError(f"{path} has no *.safetensors weights file.")
+
+
+def load_backbone(source: str, name: str, is_local: bool) -> tuple[Any, Any]:
+    """``(AutoModel, AutoTokenizer)`` from ``source``: safetensors only, no remote code, SDPA attention.
+
+    Raises:
+        CheckpointError: The weights or tokenizer cannot be loaded (corrupt file, hub unreachable).
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
+        model = AutoModel.from_pretrained(
+            source, use_safetensors=True, trust_remote_code=False, attn_implementation="sdpa"
+        )
+    except Exception as exc:  # noqa: BLE001 - safetensors, OSError, ValueError...: all mean "cannot load"
+        where = "folder" if is_local else "hub id (is the hub reachable? HF_HUB_OFFLINE set?)"
+        raise CheckpointError(
+            f"Could not load the model from {name} ({where}): {exc}. If the weights are "
+            "corrupt, re-save or re-train the checkpoint."
+        ) from exc
+    return model, tokenizer
+
+
 def check_output_dir(directory: str | os.PathLike[str]) -> Path:
     """``directory`` as a ``Path`` if a checkpoint may be written there (replacing what it holds).
 
@@ -178,8 +222,6 @@ class CERAEncoder(nn.Module):
         """
         if backend not in BACKENDS:
             raise ConfigError(f"Unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
-        from transformers import AutoModel, AutoTokenizer
-
         from cera_rag.paths import resolve_model_path
 
         source = resolve_model_path(name_or_path)
@@ -192,19 +234,12 @@ class CERAEncoder(nn.Module):
             )
         values: dict[str, Any] = {"base_model": str(name_or_path)}
         if is_local:
-            if not (path / "config.json").is_file():
+            check_model_folder(path)
+            if (path / READER_CONFIG_NAME).is_file():
                 raise CheckpointError(
-                    f"{path} has no config.json: it is not a model checkpoint (expected the files "
-                    "written by CERAEncoder.save_pretrained or a Hugging Face model folder)."
+                    f"{path} is a CERAReader checkpoint (a cross-encoder that reads a question and a passage "
+                    "together), not a bi-encoder; load it with cera_rag.CERAReader.from_pretrained."
                 )
-            if _has_pickle_only(path):
-                raise CheckpointError(
-                    f"{path} holds pickle weights only; cera-rag loads safetensors only (pickle can run "
-                    "code). Convert it with `transformers` (model.save_pretrained(dir, "
-                    "safe_serialization=True)) from a source you trust."
-                )
-            if not any(path.glob("*.safetensors")):
-                raise CheckpointError(f"{path} has no *.safetensors weights file.")
             st_pooling, st_normalize = _sentence_transformers_pooling(path)
             if st_pooling is not None:
                 values["pooling"] = st_pooling
@@ -221,17 +256,7 @@ class CERAEncoder(nn.Module):
             config = EncoderConfig(**values)
         except ValidationError as exc:
             raise CheckpointError(f"Invalid encoder settings for {name_or_path}: {exc}") from exc
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
-            model = AutoModel.from_pretrained(
-                source, use_safetensors=True, trust_remote_code=False, attn_implementation="sdpa"
-            )
-        except Exception as exc:  # noqa: BLE001 - safetensors, OSError, ValueError...: all mean "cannot load"
-            where = "folder" if is_local else "hub id (is the hub reachable? HF_HUB_OFFLINE set?)"
-            raise CheckpointError(
-                f"Could not load the model from {name_or_path} ({where}): {exc}. If the weights are "
-                "corrupt, re-save or re-train the checkpoint."
-            ) from exc
+        model, tokenizer = load_backbone(source, str(name_or_path), is_local)
         name = config.base_model if not (is_local and (path / CONFIG_NAME).is_file()) else str(path)
         encoder = cls(model, tokenizer, config, name=str(name))
         if device is not None:
@@ -247,23 +272,13 @@ class CERAEncoder(nn.Module):
             CheckpointError: If ``directory`` exists and is not a checkpoint (see ``check_output_dir``).
         """
         target = check_output_dir(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
+
+        def write(tmp: Path) -> None:
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             (tmp / CONFIG_NAME).write_text(self.config.model_dump_json(indent=2), encoding="utf-8")
-            old = target.with_name(f".{target.name}.old")
-            if target.exists():
-                if old.exists():
-                    shutil.rmtree(old)
-                target.rename(old)
-            tmp.rename(target)
-            if old.exists():
-                shutil.rmtree(old)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+
+        replace_dir(target, write)
 
     def quantized(self) -> CERAEncoder:
         """An int8 copy for fast CPU inference: ``torch.ao`` dynamic quantisation of every ``nn.Linear``.
@@ -544,10 +559,30 @@ def spans_from_attention(
         return []
     weights = weights / total
     k = max(1, int(math.ceil(top_fraction * len(words))))
-    keep = sorted(np.argsort(-weights, kind="stable")[:k].tolist())
+    keep = np.argsort(-weights, kind="stable")[:k].tolist()
+    return merge_words(text, [(s, e) for s, e, _ in words], weights, keep)
+
+
+def merge_words(
+    text: str, words: Sequence[tuple[int, int]], weights: np.ndarray, keep: Sequence[int]
+) -> list[RationaleSpan]:
+    """Spans from the kept words: runs of adjacent kept words become one span.
+
+    Args:
+        text: the passage.
+        words: ``(start, end)`` character spans of its words, in text order.
+        weights: ``(n_words,)`` weight of each word; a span's weight is the sum over its words.
+        keep: indices of the words to keep (any order).
+
+    Returns:
+        Spans in text order, ``text[start:end] == span.text``.
+    """
+    keep = sorted(int(i) for i in keep)
+    if not keep:
+        return []
     spans: list[RationaleSpan] = []
     run = [keep[0]]
-    for j in keep[1:] + [None]:
+    for j in [*keep[1:], None]:
         if j is not None and j == run[-1] + 1:
             run.append(j)
             continue

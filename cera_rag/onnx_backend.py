@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from cera_rag.atomic import write_file
 from cera_rag.errors import ConfigError
 from cera_rag.paths import cache_dir
 
@@ -47,13 +47,19 @@ def _require_onnxruntime() -> Any:
     return onnxruntime
 
 
+def weights_fingerprint(settings: str, *modules: nn.Module) -> str:
+    """A hash of some settings (a JSON string) and the weights of ``modules``: a cache key."""
+    h = hashlib.sha256(settings.encode())
+    for module in modules:
+        for name, tensor in module.state_dict().items():
+            h.update(name.encode())
+            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 def fingerprint(encoder: CERAEncoder) -> str:
     """A hash of the encoder's weights and settings: the cache key of its exported graphs."""
-    h = hashlib.sha256(encoder.config.model_dump_json().encode())
-    for name, tensor in encoder.model.state_dict().items():
-        h.update(name.encode())
-        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return weights_fingerprint(encoder.config.model_dump_json(), encoder.model)
 
 
 class _ExportedForward(nn.Module):
@@ -69,19 +75,6 @@ class _ExportedForward(nn.Module):
         return emb, att
 
 
-def _atomic(path: Path, write: Any) -> None:
-    """Write ``path`` through a temporary file in the same folder, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_onnx(encoder: CERAEncoder, path: str | os.PathLike[str]) -> Path:
     """Export ``encoder``'s forward pass (embedding + CLS attention) to an ONNX file.
 
@@ -95,27 +88,44 @@ def export_onnx(encoder: CERAEncoder, path: str | os.PathLike[str]) -> Path:
     if bool(mask.all()):
         raise RuntimeError("The export example must be padded, so the graph keeps the attention-mask path.")
 
+    return export_graph(
+        model,
+        {"input_ids": ids, "attention_mask": mask},
+        {"embedding": {0: "batch"}, "attention": {0: "batch", 1: "tokens"}},
+        target,
+    )
+
+
+def export_graph(
+    module: nn.Module,
+    example: dict[str, torch.Tensor],
+    outputs: dict[str, dict[int, str]],
+    path: str | os.PathLike[str],
+) -> Path:
+    """Export ``module`` (called with the ``example`` tensors, in order) to an ONNX file, atomically.
+
+    Every input has dynamic ``batch`` and ``tokens`` axes; ``outputs`` maps each output name to
+    its dynamic axes.
+    """
+    names = list(example)
+    axes: dict[str, dict[int, str]] = {n: {0: "batch", 1: "tokens"} for n in names}
+    axes.update(outputs)
+
     def write(tmp: Path) -> None:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer warnings about python control flow on shapes
             torch.onnx.export(
-                model,
-                (ids, mask),
+                module.cpu().eval(),
+                tuple(example[n] for n in names),
                 str(tmp),
-                input_names=["input_ids", "attention_mask"],
-                output_names=["embedding", "attention"],
-                dynamic_axes={
-                    "input_ids": {0: "batch", 1: "tokens"},
-                    "attention_mask": {0: "batch", 1: "tokens"},
-                    "embedding": {0: "batch"},
-                    "attention": {0: "batch", 1: "tokens"},
-                },
+                input_names=names,
+                output_names=list(outputs),
+                dynamic_axes=axes,
                 opset_version=OPSET,
                 dynamo=False,
             )
 
-    _atomic(target, write)
-    return target
+    return write_file(path, write)
 
 
 def quantize_onnx(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
@@ -134,7 +144,7 @@ def quantize_onnx(source: str | os.PathLike[str], target: str | os.PathLike[str]
         finally:
             root.setLevel(level)
 
-    _atomic(out, write)
+    write_file(out, write)
     return out
 
 

@@ -20,6 +20,10 @@ from cera_rag.errors import CERAError
 
 #: Metadata key under which retrievers, embedders and post-processors store rationale spans.
 SPANS_KEY = "cera_rationale_spans"
+#: Metadata key of the reader's query-aware evidence spans (same JSON format as ``SPANS_KEY``).
+EVIDENCE_KEY = "cera_evidence_spans"
+#: Metadata key of the first stage's score after a reader re-rank (as LlamaIndex's rerankers keep it).
+RETRIEVAL_SCORE_KEY = "retrieval_score"
 
 
 class SpanDict(TypedDict):

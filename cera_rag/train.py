@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import shutil
 import signal
 import time
 from dataclasses import dataclass, field
@@ -29,10 +28,11 @@ from cera_rag.config import TrainConfig, save_config
 from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, load_processed
 from cera_rag.data.queries import PAPER_TEMPLATE, TRAIN_TEMPLATES, sample_query
 from cera_rag.data.rationale import wordpiece_targets
-from cera_rag.errors import CheckpointError, ConfigError
+from cera_rag.errors import ConfigError
 from cera_rag.evaluation.retrieval import TRAIN_METRICS, build_qrels, dense_run, evaluate_run
 from cera_rag.losses import AttentionAlignmentLoss, TripletLoss
 from cera_rag.model import CERAEncoder, check_output_dir
+from cera_rag.run_state import RunState, adamw_groups, trim_log
 
 log = logging.getLogger(__name__)
 
@@ -189,74 +189,16 @@ class Trainer:
 
     # -------------------------------------------------------------------------- state
     def _save_state(self, encoder: CERAEncoder, opt: torch.optim.Optimizer, sched: Any, state: dict) -> None:
-        """Resumable state: model (safetensors), optimizer tensors (safetensors), counters (JSON)."""
-        from safetensors.torch import save_file
-
-        tmp = self.run_dir.with_name(self.run_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        encoder.save_pretrained(tmp / "model")
-        tensors: dict[str, torch.Tensor] = {}
-        opt_state = opt.state_dict()
-        scalars: dict[str, Any] = {"param_groups": opt_state["param_groups"], "state": {}}
-        for pid, st in opt_state["state"].items():
-            scalars["state"][str(pid)] = {}
-            for name, value in st.items():
-                if torch.is_tensor(value) and value.dim() > 0:
-                    tensors[f"{pid}.{name}"] = value.contiguous().cpu()
-                else:
-                    scalars["state"][str(pid)][name] = float(value)
-        save_file(tensors, str(tmp / "optimizer.safetensors"))
-        payload = {**state, "optimizer": scalars, "scheduler": sched.state_dict()}
-        (tmp / "state.json").write_text(json.dumps(payload, indent=1), encoding="utf-8")
-        save_config(self.config, tmp / "train_config.yaml")
-        old = self.run_dir.with_name(self.run_dir.name + ".old")
-        shutil.rmtree(old, ignore_errors=True)
-        if self.run_dir.exists():
-            self.run_dir.rename(old)
-        tmp.rename(self.run_dir)
-        shutil.rmtree(old, ignore_errors=True)
+        """Resumable state (see ``cera_rag.run_state``): model, optimizer tensors, counters, config."""
+        RunState(self.run_dir).save(
+            encoder.save_pretrained, lambda path: save_config(self.config, path), opt, sched, state
+        )
 
     def _load_state(self, opt: torch.optim.Optimizer, sched: Any) -> dict[str, Any]:
-        from safetensors.torch import load_file
-
-        try:
-            payload = json.loads((self.run_dir / "state.json").read_text(encoding="utf-8"))
-            tensors = load_file(str(self.run_dir / "optimizer.safetensors"))
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(
-                f"Cannot resume from {self.run_dir}: {exc}. Delete that folder to start afresh."
-            ) from exc
-        scalars = payload.pop("optimizer")
-        state: dict[int, dict[str, Any]] = {}
-        for pid, values in scalars["state"].items():
-            state[int(pid)] = {k: torch.tensor(v) for k, v in values.items()}
-        for key, value in tensors.items():
-            pid, name = key.split(".", 1)
-            state.setdefault(int(pid), {})[name] = value
-        opt.load_state_dict({"state": state, "param_groups": scalars["param_groups"]})
-        sched.load_state_dict(payload.pop("scheduler"))
-        return payload
+        return RunState(self.run_dir).load(opt, sched)
 
     def _finish_interrupted_save(self) -> None:
-        """Complete a ``_save_state`` that a kill cut short between its two renames.
-
-        ``_save_state`` writes ``<run>.tmp``, moves ``<run>`` to ``<run>.old`` and ``<run>.tmp`` to
-        ``<run>``. Killed in between, ``<run>`` is missing: the new state is used if it is complete
-        (its ``train_config.yaml`` is written last), else the previous one.
-        """
-        if (self.run_dir / "state.json").is_file():
-            return
-        tmp = self.run_dir.with_name(self.run_dir.name + ".tmp")
-        old = self.run_dir.with_name(self.run_dir.name + ".old")
-        for candidate, complete in ((tmp, tmp / "train_config.yaml"), (old, old / "state.json")):
-            if complete.is_file():
-                shutil.rmtree(self.run_dir, ignore_errors=True)
-                candidate.rename(self.run_dir)
-                log.warning("Recovered the resumable state of %s from %s", self.run_dir, candidate.name)
-                break
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        RunState(self.run_dir).recover()
 
     # -------------------------------------------------------------------------- loop
     def train(self, resume: bool = False, show_progress: bool = True) -> TrainResult:
@@ -287,17 +229,7 @@ class Trainer:
         total = steps_per_epoch * cfg.epochs
         if cfg.max_steps:
             total = min(total, cfg.max_steps)
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-        groups = [
-            {
-                "params": [p for n, p in encoder.named_parameters() if not n.endswith(no_decay)],
-                "weight_decay": cfg.weight_decay,
-            },
-            {
-                "params": [p for n, p in encoder.named_parameters() if n.endswith(no_decay)],
-                "weight_decay": 0.0,
-            },
-        ]
+        groups = adamw_groups(encoder, cfg.weight_decay)
         opt = torch.optim.AdamW(groups, lr=cfg.lr)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
         state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0, "history": []}
@@ -309,7 +241,7 @@ class Trainer:
         if not resume and log_path.exists():
             log_path.unlink()
         elif resume:
-            _trim_log(log_path, state["step"])
+            trim_log(log_path, state["step"])
         previous = signal.getsignal(signal.SIGINT)
 
         def on_sigint(signum: int, frame: Any) -> None:
@@ -379,28 +311,6 @@ class Trainer:
             encoder.save_pretrained(self.output_dir)  # max_steps ended before an epoch finished
             save_config(cfg, self.output_dir / "train_config.yaml")
         return TrainResult(str(self.output_dir), state["best"], state["history"], state["step"], time.time() - start)
-
-
-def _trim_log(path: Path, step: int) -> None:
-    """Keep the log records up to ``step``, the checkpoint a run resumes from.
-
-    A killed run may have logged steps past its last checkpoint, or left a line cut short; the
-    resumed run logs those steps again, so the log holds every step once.
-    """
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        at = record.get("step", record.get("eval", {}).get("step")) if isinstance(record, dict) else None
-        if isinstance(at, int) and at <= step:
-            kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    tmp.replace(path)
 
 
 def train(config: TrainConfig, resume: bool = False, data_dir: str | Path | None = None) -> TrainResult:

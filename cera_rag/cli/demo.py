@@ -33,6 +33,12 @@ def demo_command(
     train_output_dir: str | None = typer.Option(
         None, help="Where the demo saves a checkpoint it trains (default: checkpoints/cera-quick)."
     ),
+    reader: str | None = typer.Option(None, help="CERAReader checkpoint (default: checkpoints/cera-reader[-quick])."),
+    use_reader: bool = typer.Option(True, "--reader-rerank/--no-reader", help="Re-rank and mark evidence."),
+    candidates: int = typer.Option(20, min=1, help="Passages CERA retrieves for the reader to re-rank."),
+    reader_output_dir: str | None = typer.Option(
+        None, help="Where the demo saves a reader it trains (default: checkpoints/cera-reader-quick)."
+    ),
 ) -> None:
     """Answer three clinical questions with CERA retrieval and show the evidence it attends to."""
     import logging
@@ -58,6 +64,10 @@ def demo_command(
         max_tokens=max_tokens,
         max_steps=max_steps,
         train_output_dir=train_output_dir,
+        reader=reader,
+        use_reader=use_reader,
+        candidates=candidates,
+        reader_output_dir=reader_output_dir,
     )
 
 

@@ -48,6 +48,15 @@ def evaluate_command(
         "auto",
         help="Dense forward pass: onnx (ONNX Runtime, same vectors, faster), torch, or auto (onnx if installed).",
     ),
+    reader: str | None = typer.Option(
+        None, help="A CERAReader checkpoint: adds '<first stage>+reader', re-ranking the first stage's top N."
+    ),
+    first_stage: str | None = typer.Option(None, help="Dense system the reader re-ranks (default: the first)."),
+    rerank_top_n: int = typer.Option(20, help="Passages the reader re-ranks per query."),
+    reader_backend: str = typer.Option("auto", help="Reader forward pass: auto, torch, onnx or onnx-int8."),
+    explanations: bool = typer.Option(
+        True, "--explanations/--no-explanations", help="Base-rate-aware span rows (lift, evidence hit@1)."
+    ),
     data_dir: Path | None = typer.Option(None, help="Evidence Inference folder (default: $CERA_DATA_DIR)."),
     cache: bool = typer.Option(True, "--cache/--no-cache", help="Read and write the passage-vector cache."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or logs."),
@@ -87,6 +96,11 @@ def evaluate_command(
         batch_size=batch_size,
         backend=backend,  # type: ignore[arg-type]
         use_cache=cache,
+        reader=reader,
+        reader_first_stage=first_stage,
+        rerank_top_n=rerank_top_n,
+        reader_backend=reader_backend,  # type: ignore[arg-type]
+        explanations=explanations,
     )
     stem = name or f"eval-{split}" + (f"-limit{limit}" if limit else "")
     t0 = time.perf_counter()

@@ -141,8 +141,14 @@ def query(
     collection: str | None = _COLLECTION,
     device: str | None = _DEVICE,
     backend: str = _BACKEND,
+    reader: str | None = typer.Option(
+        None,
+        "--reader",
+        help="A CERAReader checkpoint: re-rank the top --candidates and mark this question's evidence.",
+    ),
+    candidates: int = typer.Option(20, "--candidates", min=1, help="Passages the reader re-ranks (with --reader)."),
 ) -> None:
-    """Search a collection; print passages with the evidence CERA attends to highlighted."""
+    """Search a collection; print passages with their evidence highlighted (the reader's, with --reader)."""
     from rich.console import Console
     from rich.markup import escape
     from rich.panel import Panel
@@ -157,10 +163,27 @@ def query(
         raise ConfigError(f"--top-fraction must be in (0, 1], got {top_fraction}.")
     encoder = _encoder(model, contriever, device, backend)
     coll = _collection(encoder, collection, contriever, store_path, host, port, create=False)
-    hits = store.query(encoder, coll, text, k=k, where=filt, top_fraction=top_fraction)
+    hits = store.query(
+        encoder, coll, text, k=max(k, candidates) if reader else k, where=filt, top_fraction=top_fraction
+    )
+    evidence: list[list[Any]] = [[] for _ in hits]
+    if reader:
+        from cera_rag.reader import CERAReader
+        from cera_rag.spans import span_to_dict
+
+        ranked = CERAReader.from_pretrained(
+            reader, device=device, backend=backend
+        ).rerank(  # type: ignore[arg-type]
+            text, [h.text for h in hits], top_fraction=top_fraction
+        )[:k]
+        evidence = [[span_to_dict(s) for s in r.spans] for r in ranked]
+        hits = [hits[r.index] for r in ranked]
+        reader_scores = [r.score for r in ranked]
     if as_json:
-        for h in hits:
+        for i, h in enumerate(hits):
             row = {"id": h.id, "score": h.score, "text": h.text, "metadata": h.metadata, "spans": h.spans}
+            if reader:
+                row.update({"reader_score": reader_scores[i], "evidence_spans": evidence[i]})
             typer.echo(json.dumps(row, ensure_ascii=False))
         return
     console = Console()
@@ -168,8 +191,14 @@ def query(
         console.print(f"No passages in {coll.name!r}" + (" match the filter." if filt else "; index some first."))
         return
     for rank, h in enumerate(hits, 1):
-        title = f"#{rank}  score {h.score:.4f}  [dim]{escape(h.id)}[/]"
-        console.print(Panel(highlight(h.text, h.spans), title=title, title_align="left"))
+        if reader:
+            title = f"#{rank}  reader {reader_scores[rank - 1]:.3f}  retrieval {h.score:.4f}  [dim]{escape(h.id)}[/]"
+            subtitle = "highlighted: the reader's evidence for this question"
+            console.print(Panel(highlight(h.text, evidence[rank - 1]), title=title, title_align="left",
+                                subtitle=subtitle, subtitle_align="right"))  # fmt: skip
+        else:
+            title = f"#{rank}  score {h.score:.4f}  [dim]{escape(h.id)}[/]"
+            console.print(Panel(highlight(h.text, h.spans), title=title, title_align="left"))
 
 
 def register(app: typer.Typer) -> None:

@@ -75,5 +75,52 @@ def train_command(
     )
 
 
+def train_reader_command(
+    preset: str | None = typer.Option("best", help="quick (minutes) or best (the README's reader row)."),
+    config: Path | None = typer.Option(None, "--config", "-c", help="YAML file of ReaderTrainConfig keys."),
+    output_dir: str | None = typer.Option(None, "--output-dir", "-o", help="Default: checkpoints/cera-reader."),
+    base_model: str | None = typer.Option(None, help="Local folder or hub id (default all-MiniLM-L6-v2)."),
+    epochs: int | None = typer.Option(None),
+    batch_size: int | None = typer.Option(None, help="Questions per step."),
+    lr: float | None = typer.Option(None),
+    layers: int | None = typer.Option(None, help="Keep only the first N encoder layers (a faster reader)."),
+    seed: int | None = typer.Option(None),
+    max_steps: int | None = typer.Option(None, help="Stop after this many steps (smoke runs)."),
+    max_train_prompts: int | None = typer.Option(None),
+    data_dir: Path | None = typer.Option(None, help="Evidence Inference folder (default: $CERA_DATA_DIR)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from <output-dir>.run/."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Train the CERA reader (re-ranks and marks the evidence for each question); best epoch -> --output-dir."""
+    from cera_rag.reader_train import ReaderTrainer, load_reader_config
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
+    overrides: dict[str, Any] = {
+        "output_dir": output_dir,
+        "base_model": base_model,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "lr": lr,
+        "layers": layers,
+        "seed": seed,
+        "max_steps": max_steps,
+        "max_train_prompts": max_train_prompts,
+    }
+    cfg = load_reader_config(preset, config, overrides)
+    try:
+        result = ReaderTrainer(cfg, data_dir).train(resume=resume, show_progress=not quiet)
+    except KeyboardInterrupt as exc:
+        typer.echo(f"\n{exc}", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(
+        json.dumps(
+            {"output_dir": result.output_dir, "steps": result.steps, "seconds": round(result.seconds, 1),
+             "history": result.history},
+            indent=1,
+        )
+    )  # fmt: skip
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
+    app.command("train-reader")(train_reader_command)

@@ -146,6 +146,28 @@ def markdown(results: dict[str, Any], plots: Sequence[str] = ()) -> str:
                     f"{_fmt(s['paper_sufficiency'])} |"
                 )
         lines.append("")
+    if results.get("explanations"):
+        lines += [
+            "## Explanations: do the marked words land on this question's evidence? (k = 20% of the words)",
+            "",
+            "Precision of the marked words on the prompt's evidence, the evidence share of the words (what random "
+            "marking gets), lift = precision / share, AUPRC - share; on all positive pairs and on those whose "
+            "evidence covers < 50% of the words. Evidence hit@1 / sentence top-1: the highest-weight span of the "
+            "top passage of the article (ranked by the system named) overlaps the evidence / its sentence does.",
+            "",
+            "| Marker | ranked by | pairs | precision | share | lift | AUPRC - share | pairs < 50% | precision | "
+            "share | lift | AUPRC - share | evidence hit@1 | sentence top-1 |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for label, row in results["explanations"].items():
+            a, b, t = row["pairs"]["all"], row["pairs"]["evidence_lt50"], row["top1"]
+            cells = [label, row["ranker"], str(a.get("n", 0)), _fmt(a.get("precision")), _fmt(a.get("share")),
+                     _fmt(a.get("lift"), 2), _fmt(a.get("auprc_minus_share")), str(b.get("n", 0)),
+                     _fmt(b.get("precision")), _fmt(b.get("share")), _fmt(b.get("lift"), 2),
+                     _fmt(b.get("auprc_minus_share")), _fmt(t.get("evidence_hit@1")),
+                     _fmt(t.get("sentence_top1"))]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
     if plots:
         lines += ["## Plots", ""] + [f"![{Path(p).stem}]({Path(p).name})" for p in plots] + [""]
     timings = results.get("timings_s", {})
@@ -245,6 +267,28 @@ def plot_attention_mass(plausibility: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def plot_explanations(explanations: dict[str, Any], path: Path) -> Path:
+    """Lift on the pairs with evidence < 50% of the words, and evidence hit@1, per marker."""
+    plt = _plt()
+    labels = list(explanations)
+    lift = [explanations[k]["pairs"]["evidence_lt50"].get("lift", float("nan")) for k in labels]
+    hit = [explanations[k]["top1"].get("evidence_hit@1", float("nan")) for k in labels]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.55 * len(labels) + 1.8))
+    axes[0].barh(labels, lift, color="#4c72b0")
+    axes[0].axvline(1.0, color="grey", linestyle="--", linewidth=1)
+    axes[0].set_xlabel("lift (precision / evidence share), pairs with evidence < 50%")
+    axes[1].barh(labels, hit, color="#55a868")
+    axes[1].set_xlim(0, 1)
+    axes[1].set_xlabel("evidence hit@1 (top span of the top passage)")
+    axes[1].set_yticks([])
+    for ax in axes:
+        ax.invert_yaxis()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_report(results: dict[str, Any], per_query: dict[str, Any], out_dir: str | Path, name: str) -> list[Path]:
     """Write the run's files under ``out_dir``; returns their paths (JSON first).
 
@@ -275,6 +319,8 @@ def write_report(results: dict[str, Any], per_query: dict[str, Any], out_dir: st
         plots.append(plot_aopc(results["faithfulness"], out / f"{name}-aopc.png"))
     if results.get("plausibility"):
         plots.append(plot_attention_mass(results["plausibility"], out / f"{name}-attention-mass.png"))
+    if results.get("explanations"):
+        plots.append(plot_explanations(results["explanations"], out / f"{name}-explanations.png"))
     results["files"] = {
         "per_query": f"{name}.per_query.json",
         "markdown": f"{name}.md",

@@ -70,6 +70,13 @@ class EvalConfig(BaseModel):
     backend: Literal["auto", "torch", "onnx"] = "auto"
     use_cache: bool = True
     data: DataConfig = Field(default_factory=DataConfig)
+    #: a ``CERAReader`` checkpoint: adds the two-stage system "<first stage>+reader" (re-ranks the top N)
+    reader: str | None = None
+    reader_first_stage: str | None = Field(None, description="Dense system the reader re-ranks (default: the first).")
+    rerank_top_n: int = Field(20, ge=1)
+    reader_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
+    #: base-rate-aware explanation rows (random, query overlap, each encoder's attention, the reader)
+    explanations: bool = True
 
 
 @dataclass
@@ -153,6 +160,13 @@ def load_encoder(spec: str, backend: str = "torch") -> Any:
     return CERAEncoder.from_pretrained(name, pooling=pooling, backend=resolve_backend(backend))  # type: ignore[arg-type]
 
 
+def load_reader(spec: str, backend: str = "auto") -> Any:
+    """A ``CERAReader`` for the evaluation; ``auto`` runs it in ONNX Runtime (fp32) where installed."""
+    from cera_rag.reader import CERAReader
+
+    return CERAReader.from_pretrained(spec, backend=resolve_backend(backend))  # type: ignore[arg-type]
+
+
 def _member_source(spec: str) -> str:
     if spec in ALIASES:
         return ALIASES[spec][0]
@@ -215,7 +229,7 @@ def run_evaluation(
     """
     from cera_rag.data.dataset import load_processed
     from cera_rag.errors import ConfigError
-    from cera_rag.evaluation import stats
+    from cera_rag.evaluation import stats, two_stage
     from cera_rag.evaluation.cache import PassageVectorCache
     from cera_rag.evaluation.faithfulness import DEFINITIONS as FAITH_DEFINITIONS
     from cera_rag.evaluation.faithfulness import evaluate_faithfulness
@@ -227,11 +241,13 @@ def run_evaluation(
         eval_examples,
         evaluate_run,
         pool_articles,
+        query_id,
         query_text,
     )
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
+    per_query_out: dict[str, Any] = {"retrieval": {}, "plausibility": {}, "faithfulness": {}}
     for style in config.query_styles:
         if style not in ("paper", "heldout"):
             raise ConfigError(f"Unknown query style {style!r}; use paper or heldout.")
@@ -247,6 +263,7 @@ def run_evaluation(
     qrels = {k: v for k, v in build_qrels(split).items() if k in {q.prompt.prompt_id for q in exs}}
     needed = sorted({a for pool in config.pools for a in pool_articles(split, exs, pool)})
     pairs = positive_pairs(split, exs, config.query_styles[0])
+    passage_text = {p.passage_id: p.text for a in needed for p in split.passages[a]}
     timings["load_data"] = time.perf_counter() - t_start
 
     # per_query[key][system] = [ {metric: {qid: value}} per member ]
@@ -255,6 +272,9 @@ def run_evaluation(
     plaus: dict[str, list[dict[str, Any]]] = {}
     faith: dict[str, list[dict[str, Any]]] = {}
     members_info: dict[str, list[dict[str, Any]]] = {}
+    kept_runs: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # first member's runs per system
+    explain: dict[str, dict[str, Any]] = {}
+    explain_style = config.query_styles[0]
 
     def record(key: str, label: str, ev: dict[str, Any]) -> None:
         member_pq.setdefault(key, {}).setdefault(label, []).append(ev.pop("per_query"))
@@ -283,6 +303,8 @@ def run_evaluation(
                 for pool in config.pools:
                     run = dense_run_from_vectors(split, exs, qv, vectors, pool, config.top_k)
                     record(f"{pool}/{style}", system.label, evaluate_run(qrels, run, config.metrics, per_query=True))
+                    if spec == system.members[0]:
+                        kept_runs.setdefault(system.label, {})[f"{pool}/{style}"] = run
             stage["retrieval"] = time.perf_counter() - t1
             info: dict[str, Any] = {
                 "spec": spec,
@@ -311,14 +333,81 @@ def run_evaluation(
                     )
                 )
             stage["faithfulness"] = time.perf_counter() - t1
+            t1 = time.perf_counter()
+            article_run = kept_runs.get(system.label, {}).get(f"article/{explain_style}")
+            if config.explanations and pairs and spec == system.members[0] and article_run is not None:
+                top = two_stage.top_of(article_run)
+                texts = [p.text for p in pairs] + [passage_text[pid] for pid in top.values()]
+                mark = two_stage.encoder_marker(encoder, texts, config.batch_size)
+                explain[f"{system.label} attention"] = two_stage.explanation_row(
+                    mark, split, exs, pairs, top, lambda e: query_text(e, explain_style), system.label
+                )
+            stage["explanations"] = time.perf_counter() - t1
             info["timings_s"] = {k: round(v, 2) for k, v in stage.items()}
             members_info.setdefault(system.label, []).append(info)
             del encoder
         timings[system.label] = time.perf_counter() - t0
 
+    # ------------------------------------------------------------------ two-stage retrieval and explanations
+    dense_labels = [s.label for s in systems if s.kind == "dense"]
+    first_stage = config.reader_first_stage or (dense_labels[0] if dense_labels else None)
+    if (config.reader or config.explanations) and first_stage is not None and first_stage not in kept_runs:
+        raise ConfigError(f"reader_first_stage {first_stage!r} is not one of the dense systems {dense_labels}.")
+    if config.reader:
+        if first_stage is None:
+            raise ConfigError("The reader re-ranks a dense system's top passages; add one to --systems.")
+        t0 = time.perf_counter()
+        reader = load_reader(config.reader, config.reader_backend)
+        cache = two_stage.ReaderCache(reader)
+        reader_label = f"{first_stage}+reader"
+        labels.append(reader_label)
+        reranked: dict[str, dict[str, dict[str, float]]] = {}
+        for key, first_run in kept_runs[first_stage].items():
+            style = key.split("/")[1]
+            questions = {query_id(e): query_text(e, style) for e in exs}
+            run = two_stage.rerank(
+                cache, first_run, questions, passage_text, config.rerank_top_n, show_progress, desc=f"re-rank {key}"
+            )
+            reranked[key] = run
+            record(key, reader_label, evaluate_run(qrels, run, config.metrics, per_query=True))
+        members_info[reader_label] = [
+            {
+                "spec": config.reader,
+                "first_stage": first_stage,
+                "rerank_top_n": config.rerank_top_n,
+                "backend": reader.backend,
+                "reader_config": reader.config.model_dump(),
+                "pairs_read": cache.pairs_read,
+            }
+        ]
+        if config.explanations and pairs and f"article/{explain_style}" in reranked:
+            ids = {t: pid for pid, t in passage_text.items()}
+            explain["reader evidence spans"] = two_stage.explanation_row(
+                two_stage.reader_marker(cache, ids), split, exs, pairs,
+                two_stage.top_of(reranked[f"article/{explain_style}"]),
+                lambda e: query_text(e, explain_style), reader_label,
+            )  # fmt: skip
+        timings[reader_label] = time.perf_counter() - t0
+    first_article_run = kept_runs.get(first_stage or "", {}).get(f"article/{explain_style}")
+    if config.explanations and pairs and first_article_run is not None:
+        top = two_stage.top_of(first_article_run)
+        for kind in ("random", "query_overlap"):
+            explain[kind] = two_stage.explanation_row(
+                two_stage.baseline_marker(kind, config.seed), split, exs, pairs, top,
+                lambda e: query_text(e, explain_style), first_stage,
+            )  # fmt: skip
+    explanations_out: dict[str, Any] = {}
+    for name in ["random", "query_overlap", *[k for k in explain if k not in ("random", "query_overlap")]]:
+        if name in explain:
+            row = dict(explain[name])
+            per_query_out.setdefault("explanations", {})[name] = {
+                "lift": row.pop("per_pair_lift"),
+                "share": row.pop("per_pair_share"),
+            }
+            explanations_out[name] = row
+
     # ------------------------------------------------------------------ retrieval summaries and stats
     retrieval: dict[str, Any] = {}
-    per_query_out: dict[str, Any] = {"retrieval": {}, "plausibility": {}, "faithfulness": {}}
     for key, by_system in member_pq.items():
         pq = {
             label: {m: stats.mean_per_query([mem[m] for mem in runs]) for m in config.metrics}
@@ -416,12 +505,24 @@ def run_evaluation(
             "n_articles_queried": len({ex.prompt.article_id for ex in exs}),
             "n_positive_pairs": len(pairs),
         },
-        "systems": [{"label": s.label, "kind": s.kind, "members": members_info.get(s.label, [])} for s in systems],
+        "systems": [{"label": s.label, "kind": s.kind, "members": members_info.get(s.label, [])} for s in systems]
+        + [
+            {"label": label, "kind": "two-stage", "members": members_info[label]}
+            for label in labels
+            if label not in {s.label for s in systems}
+        ],
         "baseline": baseline,
         "retrieval": retrieval,
         "plausibility": plausibility,
         "faithfulness": faithfulness,
+        "explanations": explanations_out,
         "definitions": {
+            "explanations": "per (prompt, positive passage) with k = ceil(20% of the words) marked: precision of the "
+            "marked words on the prompt's evidence, the evidence share of the words (random marking), lift = mean "
+            "precision / mean share, AUPRC - share; 'evidence_lt50' = pairs whose evidence covers < 50% of the words. "
+            "evidence_hit@1: the highest-weight span of the ranker's top passage in the article overlaps the evidence; "
+            "sentence_top1: the sentence holding it does. random and query_overlap are marked on the first stage's "
+            "top passage, attention rows on their own encoder's, the reader on the two-stage top passage",
             "retrieval": "ranx metrics over qrels = positive passages of each prompt; article pool = the prompt's own "
             "article, corpus pool = every passage of the split; ci95 = percentile bootstrap of the mean over queries",
             "comparisons": "system - baseline on per-query values: mean difference, paired bootstrap 95% CI, "

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cera_rag.spans import SPANS_KEY, SpanDict, parse_spans
+from cera_rag.spans import EVIDENCE_KEY, SPANS_KEY, SpanDict, parse_spans
 
 #: The fixed prompt of both pipelines (LlamaIndex and LangChain both fill ``{context_str}`` and ``{query_str}``).
 RAG_PROMPT = (
@@ -47,6 +47,8 @@ class RAGAnswer:
     scores: list[float | None] = field(default_factory=list)
     #: rationale spans per retrieved passage (offsets into ``contexts[i]``; empty when not computed)
     spans: list[list[SpanDict]] = field(default_factory=list)
+    #: the reader's evidence spans per retrieved passage (empty without a reader)
+    evidence: list[list[SpanDict]] = field(default_factory=list)
 
 
 def format_context(texts: Sequence[str]) -> str:
@@ -102,9 +104,9 @@ def build_llamaindex_engine(
     )
 
 
-def _spans_of(metadata: Any) -> list[SpanDict]:
+def _spans_of(metadata: Any, key: str = SPANS_KEY) -> list[SpanDict]:
     try:
-        return parse_spans(metadata.get(SPANS_KEY)) if metadata else []
+        return parse_spans(metadata.get(key)) if metadata else []
     except ValueError:
         return []
 
@@ -119,6 +121,7 @@ def answer_llamaindex(engine: Any, question: str) -> RAGAnswer:
         context_ids=[str(n.node.metadata.get("cera_id") or n.node.node_id) for n in nodes],
         scores=[None if n.score is None else float(n.score) for n in nodes],
         spans=[_spans_of(n.node.metadata) for n in nodes],
+        evidence=[_spans_of(n.node.metadata, EVIDENCE_KEY) for n in nodes],
     )
 
 

@@ -32,3 +32,7 @@ def test_benchmarks_run_on_a_tiny_input(tmp_path: Path) -> None:
     train = json.loads((out / "bench_train_quick.json").read_text())
     assert train["steps_timed"] == 1 and train["peak_rss_mb"] > 0
     assert "retrieve top-5" in (out / "bench_summary.md").read_text()
+    reader = json.loads((out / "bench_reader.json").read_text())
+    assert reader["questions"] == 3 and set(reader["backends"]) == {"torch", "onnx"}
+    assert all(r["rerank_top20_ms"]["p50"] > 0 and r["spans_top5_ms"]["p50"] > 0 for r in reader["backends"].values())
+    assert "re-rank top 20" in (out / "bench_summary.md").read_text()

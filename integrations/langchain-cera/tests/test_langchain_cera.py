@@ -25,6 +25,7 @@ from langchain_core.runnables import RunnableLambda
 
 from cera_rag import store
 from cera_rag.store import CollectionMismatchError
+from cera_rag.testing import assert_metadata_close
 
 QUERY = "Does aspirin lower pain compared with placebo?"
 
@@ -123,7 +124,10 @@ def test_from_model_name_persistence_and_idempotent_add(
         model_name=str(tiny_bert_dir), persist_directory=persist, collection_name="lc-p", k=3, backend="onnx"
     )
     assert fast.encoder.backend == "onnx"
-    assert [(d.id, d.metadata) for d in fast.invoke(QUERY)] == [(d.id, d.metadata) for d in first]
+    quick = fast.invoke(QUERY)
+    assert [d.id for d in quick] == [d.id for d in first]  # ids exactly; scores and weights to a tolerance
+    for got, want in zip(quick, first, strict=True):
+        assert_metadata_close(got.metadata, want.metadata)
     with pytest.raises(ValueError, match="same length"):
         retriever.add_texts(["a", "b"], ids=["x"])
 
@@ -225,3 +229,56 @@ async def test_compressor_async_and_empty(encoder: Any) -> None:
     assert CERARationaleCompressor(encoder=encoder).compress_documents([], QUERY) == []
     with pytest.raises(ValueError):
         CERARationaleCompressor(encoder=encoder, mode="summary")
+
+
+# ------------------------------------------------------------------------------------ reader
+@pytest.fixture()
+def reader(tiny_bert_dir: Path) -> Any:
+    import torch
+
+    from cera_rag.reader import CERAReader
+
+    torch.manual_seed(1)
+    return CERAReader.from_base(str(tiny_bert_dir))
+
+
+def test_compressor_reader_reranks_and_marks_evidence(encoder: Any, reader: Any, corpus: list) -> None:
+    from langchain_cera import EVIDENCE_KEY, READER_SCORE_KEY
+    from langchain_core.documents import Document
+
+    docs = [Document(page_content=t, metadata={**m, "cera_score": 0.9 - 0.1 * k}, id=i)
+            for k, (i, t, m) in enumerate(corpus)]  # fmt: skip
+    comp = CERARationaleCompressor(encoder=encoder, reader=reader, top_n=3)
+    out = list(comp.compress_documents(docs, QUERY))
+    texts = [t for _, t, _ in corpus]
+    scores = reader.score(QUERY, texts)
+    want = np.argsort(-scores, kind="stable")[:3]
+    assert [d.id for d in out] == [corpus[j][0] for j in want]
+    evidence = reader.evidence_spans(QUERY, texts)
+    for d, j in zip(out, want, strict=True):
+        assert d.metadata[READER_SCORE_KEY] == pytest.approx(float(scores[j]), abs=1e-5)
+        assert d.metadata["retrieval_rank"] == j and d.metadata["retrieval_score"] == pytest.approx(0.9 - 0.1 * j)
+        spans = parse_spans(d.metadata[EVIDENCE_KEY])
+        assert [(s["start"], s["end"]) for s in spans] == [(s.start, s.end) for s in evidence[j]]
+        assert all(d.page_content[s["start"] : s["end"]] == s["text"] for s in spans)
+        assert parse_spans(d.metadata[SPANS_KEY])
+    assert all(EVIDENCE_KEY not in d.metadata for d in docs)  # inputs untouched
+
+    other = list(CERARationaleCompressor(reader=reader).compress_documents(docs, "blood pressure"))
+    by_id = {d.id: d.metadata[EVIDENCE_KEY] for d in other}
+    assert any(by_id[d.id] != d.metadata[EVIDENCE_KEY] for d in out)  # spans depend on the question
+
+
+def test_compressor_reader_evidence_mode_keeps_evidence_sentences(reader: Any) -> None:
+    from langchain_cera import EVIDENCE_KEY
+    from langchain_core.documents import Document
+
+    text = "Pain score was lower with aspirin. Blood pressure did not change. The trial was randomized."
+    comp = CERARationaleCompressor(reader=reader, mode="evidence", top_fraction=0.1)
+    (out,) = comp.compress_documents([Document(page_content=text, id="x")], QUERY)
+    pieces = json.loads(out.metadata[PIECES_KEY])
+    assert out.page_content == " ".join(text[s:e] for s, e in pieces) and len(out.page_content) < len(text)
+    spans = parse_spans(out.metadata[EVIDENCE_KEY])
+    assert spans and all(out.page_content[s["start"] : s["end"]] == s["text"] for s in spans)
+    with pytest.raises(ValueError, match="Give a CERA model"):
+        CERARationaleCompressor()

@@ -148,3 +148,73 @@ def test_postprocessor_in_query_engine(tiny_bert_dir: Path, contriever_retriever
     assert len(response.source_nodes) == 4
     assert all(ORIGINAL_SCORE_KEY in n.node.metadata for n in response.source_nodes)
     assert SPANS_KEY not in str(response)
+
+
+# ------------------------------------------------------------------------------------ reader
+@pytest.fixture()
+def reader(tiny_bert_dir: Path) -> Any:
+    import torch
+
+    from cera_rag.reader import CERAReader
+
+    torch.manual_seed(1)
+    return CERAReader.from_base(str(tiny_bert_dir))
+
+
+def test_postprocessor_reader_reranks_and_marks_evidence(encoder: Any, reader: Any, corpus: list) -> None:
+    from llama_index.core.callbacks import CallbackManager, CBEventType, LlamaDebugHandler
+    from llama_index.postprocessor.cera import EVIDENCE_KEY, RETRIEVAL_SCORE_KEY
+
+    nodes = [NodeWithScore(node=TextNode(id_=i, text=t, metadata=dict(m)), score=1.0 - 0.1 * k)
+             for k, (i, t, m) in enumerate(corpus)]  # fmt: skip
+    debug = LlamaDebugHandler()
+    post = CERARationalePostprocessor(
+        encoder=encoder, reader=reader, top_n=4, callback_manager=CallbackManager([debug])
+    )
+    out = post.postprocess_nodes(nodes, query_str=QUERY)
+    texts = [t for _, t, _ in corpus]
+    want = np.argsort(-reader.score(QUERY, texts), kind="stable")[:4]
+    assert [n.node.node_id for n in out] == [corpus[j][0] for j in want]
+    assert [n.score for n in out] == pytest.approx(sorted(reader.score(QUERY, texts), reverse=True)[:4], abs=1e-5)
+    evidence = reader.evidence_spans(QUERY, texts)
+    for n, j in zip(out, want, strict=True):
+        meta = n.node.metadata
+        assert meta[RETRIEVAL_SCORE_KEY] == pytest.approx(1.0 - 0.1 * j)  # the retriever's score is kept
+        spans = parse_spans(meta[EVIDENCE_KEY])
+        assert [(s["start"], s["end"]) for s in spans] == [(s.start, s.end) for s in evidence[j]]
+        text = n.node.get_content(metadata_mode=MetadataMode.NONE)
+        assert spans and all(text[s["start"] : s["end"]] == s["text"] for s in spans)
+        assert parse_spans(meta[SPANS_KEY])  # the attention spans ride along
+        for hidden in (EVIDENCE_KEY, RETRIEVAL_SCORE_KEY, SPANS_KEY):
+            assert hidden in n.node.excluded_llm_metadata_keys and hidden in n.node.excluded_embed_metadata_keys
+        assert EVIDENCE_KEY not in n.node.get_content(metadata_mode=MetadataMode.LLM)
+    assert len(debug.get_event_pairs(CBEventType.RERANKING)) == 1
+    assert [n.node.metadata for n in nodes] == [m for _, _, m in corpus]  # inputs untouched
+    with pytest.raises(ValueError, match="needs the query"):
+        post.postprocess_nodes(nodes)
+
+
+def test_postprocessor_reader_alone_and_evidence_spans_differ_per_question(reader: Any, corpus: list) -> None:
+    from llama_index.postprocessor.cera import EVIDENCE_KEY
+
+    post = CERARationalePostprocessor(reader=reader)
+    assert post.encoder is None and post.reader is reader and post.reader_model == reader.name
+    nodes = [NodeWithScore(node=TextNode(id_=i, text=t), score=None) for i, t, _ in corpus]
+    a = {n.node.node_id: n.node.metadata[EVIDENCE_KEY] for n in post.postprocess_nodes(nodes, query_str=QUERY)}
+    b = {
+        n.node.node_id: n.node.metadata[EVIDENCE_KEY] for n in post.postprocess_nodes(nodes, query_str="blood pressure")
+    }
+    assert a.keys() == b.keys() and SPANS_KEY not in nodes[0].node.metadata
+    assert a != b  # the reader reads the question: its spans are not the same for every question
+    with pytest.raises(ValueError, match="Give a CERA model"):
+        CERARationalePostprocessor()
+
+
+def test_postprocessor_reader_from_a_checkpoint(reader: Any, tmp_path: Path, corpus: list) -> None:
+    from llama_index.postprocessor.cera import EVIDENCE_KEY
+
+    reader.save_pretrained(tmp_path / "reader")
+    post = CERARationalePostprocessor(reader_model=str(tmp_path / "reader"), top_n=2)
+    nodes = [NodeWithScore(node=TextNode(id_=i, text=t), score=0.5) for i, t, _ in corpus]
+    out = post.postprocess_nodes(nodes, query_str=QUERY)
+    assert len(out) == 2 and all(EVIDENCE_KEY in n.node.metadata for n in out)

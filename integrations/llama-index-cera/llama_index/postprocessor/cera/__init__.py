@@ -1,7 +1,14 @@
-"""LlamaIndex node post-processor that adds CERA rationale spans to any retriever's nodes."""
+"""LlamaIndex node post-processor: CERA attention spans, and the CERA reader's re-rank and evidence spans."""
 
 from llama_index.postprocessor.cera.base import ORIGINAL_SCORE_KEY, CERARationalePostprocessor
 
-from cera_rag.spans import SPANS_KEY, parse_spans
+from cera_rag.spans import EVIDENCE_KEY, RETRIEVAL_SCORE_KEY, SPANS_KEY, parse_spans
 
-__all__ = ["ORIGINAL_SCORE_KEY", "SPANS_KEY", "CERARationalePostprocessor", "parse_spans"]
+__all__ = [
+    "EVIDENCE_KEY",
+    "ORIGINAL_SCORE_KEY",
+    "RETRIEVAL_SCORE_KEY",
+    "SPANS_KEY",
+    "CERARationalePostprocessor",
+    "parse_spans",
+]
