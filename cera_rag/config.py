@@ -15,7 +15,7 @@ Presets:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -24,6 +24,7 @@ from cera_rag.data.dataset import DataConfig
 from cera_rag.errors import ConfigError
 from cera_rag.paths import DEFAULT_BASE_MODEL
 
+ModelT = TypeVar("ModelT", bound=BaseModel)
 NegativeStrategy = Literal["none", "random", "bm25", "subjective", "hybrid"]
 
 
@@ -129,15 +130,24 @@ def _deep_update(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(
-    preset: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None
-) -> TrainConfig:
-    """Preset, then YAML file, then explicit overrides (later wins)."""
+def load_settings(
+    model: type[ModelT],
+    presets: dict[str, dict[str, Any]],
+    preset: str | None = None,
+    path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    what: str = "config",
+) -> ModelT:
+    """A pydantic config from a named preset, then a YAML file, then explicit overrides (later wins).
+
+    Raises:
+        ConfigError: Unknown preset, missing or invalid YAML file, or invalid values.
+    """
     values: dict[str, Any] = {}
     if preset:
-        if preset not in PRESETS:
-            raise ConfigError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
-        values = _deep_update(values, PRESETS[preset])
+        if preset not in presets:
+            raise ConfigError(f"Unknown preset {preset!r} for the {what}; choose one of {sorted(presets)}.")
+        values = _deep_update(values, presets[preset])
     if path is not None:
         p = Path(path)
         if not p.is_file():
@@ -151,10 +161,22 @@ def load_config(
         values = _deep_update(values, loaded)
     values = _deep_update(values, {k: v for k, v in (overrides or {}).items() if v is not None})
     try:
-        return TrainConfig(**values)
+        return model(**values)
     except ValidationError as exc:
-        raise ConfigError(f"Invalid training config: {exc}") from exc
+        raise ConfigError(f"Invalid {what}: {exc}") from exc
+
+
+def load_config(
+    preset: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """Preset, then YAML file, then explicit overrides (later wins)."""
+    return load_settings(TrainConfig, PRESETS, preset, path, overrides, "training config")
+
+
+def save_settings(config: BaseModel, path: str | Path) -> None:
+    """Write a pydantic config as YAML (the format ``load_settings`` reads)."""
+    Path(path).write_text(yaml.safe_dump(config.model_dump(), sort_keys=False), encoding="utf-8")
 
 
 def save_config(config: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config.model_dump(), sort_keys=False), encoding="utf-8")
+    save_settings(config, path)

@@ -405,11 +405,7 @@ class CERAEncoder(nn.Module):
 
     # ------------------------------------------------------------------------------ inference
     def _batches(self, texts: Sequence[str], max_length: int, batch_size: int) -> Iterator[list[int]]:
-        """Indices in length-sorted batches, so each batch pads to a similar length."""
-        lengths = [len(t) for t in texts]
-        order = sorted(range(len(texts)), key=lambda i: -lengths[i])
-        for s in range(0, len(order), batch_size):
-            yield order[s : s + batch_size]
+        return length_sorted_batches(texts, batch_size)
 
     def _check_texts(self, texts: Sequence[str], what: str, max_length: int, allow_empty: bool) -> list[str]:
         """Type and content checks (truncation is detected, once, from the tokenised batches)."""
@@ -520,6 +516,13 @@ class CERAEncoder(nn.Module):
         """Dot-product scores of ``query`` against ``passages`` (cosine when normalised)."""
         q = self.encode_queries([query])
         return (self.encode_passages(passages) @ q[0]).astype(np.float32)
+
+
+def length_sorted_batches(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:
+    """Indices in length-sorted batches (longest first), so each batch pads to a similar length."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    for s in range(0, len(order), batch_size):
+        yield order[s : s + batch_size]
 
 
 def _words(text: str, offsets: np.ndarray) -> list[tuple[int, int, list[int]]]:

@@ -23,7 +23,7 @@ import json
 import math
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -44,6 +44,7 @@ from cera_rag.model import (
     _words,
     check_model_folder,
     check_output_dir,
+    length_sorted_batches,
     load_backbone,
     merge_words,
 )
@@ -139,6 +140,13 @@ def _check_query(query: Any) -> str:
     if not query.strip():
         raise ValueError("query is empty or whitespace only; give a question with words in it.")
     return query
+
+
+def _check_marking(top_fraction: float, threshold: float | None) -> None:
+    if not 0.0 < top_fraction <= 1.0:
+        raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
+    if threshold is not None and not 0.0 <= threshold < 1.0:
+        raise ValueError(f"threshold must be a probability in [0, 1), got {threshold}.")
 
 
 def _check_passages(passages: Any) -> list[str]:
@@ -389,11 +397,6 @@ class CERAReader(nn.Module):
         inputs = {k: v.to(self.device) for k, v in enc.items()}
         return PairBatch(inputs, offsets, passage_mask, truncated)
 
-    def _batches(self, passages: Sequence[str], batch_size: int) -> Iterator[list[int]]:
-        order = sorted(range(len(passages)), key=lambda i: -len(passages[i]))
-        for s in range(0, len(order), batch_size):
-            yield order[s : s + batch_size]
-
     @torch.inference_mode()
     def read(self, query: str, passages: Sequence[str], batch_size: int = 16) -> ReadResult:
         """Relevance scores and per-word evidence probabilities of ``passages`` for ``query``.
@@ -408,7 +411,7 @@ class CERAReader(nn.Module):
         words: list[list[tuple[int, int]]] = [[] for _ in texts]
         probs: list[np.ndarray] = [np.zeros(0) for _ in texts]
         truncated = 0
-        for idx in self._batches(texts, batch_size):
+        for idx in length_sorted_batches(texts, batch_size):
             chunk = [texts[i] for i in idx]
             batch = self.tokenize_pairs(query, chunk)
             relevance, logits = self(**batch.inputs)
@@ -455,10 +458,7 @@ class CERAReader(nn.Module):
             Per passage, ``RationaleSpan``s in text order with ``passage[start:end] == text``;
             ``weight`` is the span's share of the passage's evidence probability mass.
         """
-        if not 0.0 < top_fraction <= 1.0:
-            raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
-        if threshold is not None and not 0.0 <= threshold < 1.0:
-            raise ValueError(f"threshold must be a probability in [0, 1), got {threshold}.")
+        _check_marking(top_fraction, threshold)
         texts = _check_passages(passages)
         return self.read(query, texts, batch_size).spans(texts, top_fraction, threshold)
 
@@ -474,6 +474,7 @@ class CERAReader(nn.Module):
 
         Empty or whitespace-only passages are not read; they come last with score ``-inf`` and no spans.
         """
+        _check_marking(top_fraction, threshold)
         texts = _check_passages(passages)
         todo = [i for i, t in enumerate(texts) if t.strip()]
         out = [Ranked(i, float("-inf"), []) for i in range(len(texts))]

@@ -28,9 +28,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
+from cera_rag.config import load_settings, save_settings
 from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, load_processed
 from cera_rag.data.queries import TRAIN_TEMPLATES, sample_query
 from cera_rag.errors import ConfigError
@@ -108,33 +108,7 @@ def load_reader_config(
     preset: str | None = None, path: str | Path | None = None, overrides: dict[str, Any] | None = None
 ) -> ReaderTrainConfig:
     """Preset, then YAML file, then explicit overrides (later wins)."""
-    from cera_rag.config import _deep_update
-
-    values: dict[str, Any] = {}
-    if preset:
-        if preset not in READER_PRESETS:
-            raise ConfigError(f"Unknown reader preset {preset!r}; choose one of {sorted(READER_PRESETS)}.")
-        values = _deep_update(values, READER_PRESETS[preset])
-    if path is not None:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"Config file {p} does not exist.")
-        try:
-            loaded = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{p} must hold a mapping of config keys, got {type(loaded).__name__}.")
-        values = _deep_update(values, loaded)
-    values = _deep_update(values, {k: v for k, v in (overrides or {}).items() if v is not None})
-    try:
-        return ReaderTrainConfig(**values)
-    except ValidationError as exc:
-        raise ConfigError(f"Invalid reader training config: {exc}") from exc
-
-
-def _save_config(config: ReaderTrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config.model_dump(), sort_keys=False), encoding="utf-8")
+    return load_settings(ReaderTrainConfig, READER_PRESETS, preset, path, overrides, "reader training config")
 
 
 @dataclass
@@ -233,8 +207,8 @@ def reader_loss(
     for g in range(len(batch)):
         rows = torch.from_numpy(np.nonzero(owner == g)[0]).to(relevance_all.device)
         group_logits = relevance_all.index_select(0, rows).unsqueeze(0)  # (1, G): the positive comes first
-        target = torch.zeros(1, dtype=torch.long, device=relevance_all.device)
-        relevance_terms.append(torch.nn.functional.cross_entropy(group_logits, target))
+        positive = torch.zeros(1, dtype=torch.long, device=relevance_all.device)
+        relevance_terms.append(torch.nn.functional.cross_entropy(group_logits, positive))
     relevance_loss = torch.stack(relevance_terms).mean()
     token_loss = token_sum / max(1, n_tokens)
     assert isinstance(token_loss, torch.Tensor)
@@ -349,7 +323,7 @@ class ReaderTrainer:
             trim_log(log_path, state["step"])
 
         def save_state() -> None:
-            run_state.save(reader.save_pretrained, lambda p: _save_config(cfg, p), opt, sched, state)
+            run_state.save(reader.save_pretrained, lambda p: save_settings(cfg, p), opt, sched, state)
 
         def on_sigint(signum: int, frame: Any) -> None:
             self._interrupted = True
@@ -403,7 +377,7 @@ class ReaderTrainer:
                     if score > state["best"] or val is None:
                         state["best"] = score
                         reader.save_pretrained(self.output_dir)
-                        _save_config(cfg, self.output_dir / "train_config.yaml")
+                        save_settings(cfg, self.output_dir / "train_config.yaml")
                         (self.output_dir / "metrics.json").write_text(json.dumps(entry, indent=1), encoding="utf-8")
                     state["epoch"] = epoch + 1
                     save_state()
@@ -414,7 +388,7 @@ class ReaderTrainer:
             raise KeyboardInterrupt(f"Interrupted at step {state['step']}; resume with --resume ({self.run_dir}).")
         if state["best"] < 0 and not (self.output_dir / "reader_heads.safetensors").exists():
             reader.save_pretrained(self.output_dir)  # max_steps ended before an epoch finished
-            _save_config(cfg, self.output_dir / "train_config.yaml")
+            save_settings(cfg, self.output_dir / "train_config.yaml")
         return ReaderTrainResult(
             str(self.output_dir), state["best"], state["history"], state["step"], time.time() - start
         )

@@ -55,7 +55,10 @@ def test_cli_end_to_end(synthetic_data_dir: Path, tiny_bert_dir: Path, tmp_path:
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == sorted(
         [f"smoke-retrieval-{p}-{s}.png" for p in ("article", "corpus") for s in ("paper", "heldout")]
-        + ["smoke-aopc.png", "smoke-attention-mass.png"]
+        + ["smoke-aopc.png", "smoke-attention-mass.png", "smoke-explanations.png"]
+    )
+    assert {"random", "query_overlap", f"{tiny_bert_dir} attention", f"{tiny_bert_dir}@cls attention"} == set(
+        data["explanations"]
     )
     assert all((out / p).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     per_query = json.loads((out / "smoke.per_query.json").read_text())
