@@ -142,6 +142,12 @@ def _check_query(query: Any) -> str:
     return query
 
 
+def standardise(x: np.ndarray) -> np.ndarray:
+    """``(x - mean) / std`` (all zeros when the values are equal): puts two score scales on one footing."""
+    sd = float(x.std())
+    return (x - x.mean()) / sd if sd > 0 else np.zeros_like(x)
+
+
 def _check_marking(top_fraction: float, threshold: float | None) -> None:
     if not 0.0 < top_fraction <= 1.0:
         raise ValueError(f"top_fraction must be in (0, 1], got {top_fraction}.")
@@ -469,10 +475,15 @@ class CERAReader(nn.Module):
         top_fraction: float = 0.2,
         threshold: float | None = None,
         batch_size: int = 16,
+        first_stage_scores: Sequence[float | None] | None = None,
+        fusion_weight: float = 0.0,
     ) -> list[Ranked]:
         """The passages re-ranked by relevance (best first), each with its evidence spans, in one pass.
 
-        Empty or whitespace-only passages are not read; they come last with score ``-inf`` and no spans.
+        With ``first_stage_scores`` (the retriever's score of each passage) and ``fusion_weight``
+        ``w > 0``, the order is by ``z(reader) + w * z(first stage)``, both standardised over these
+        passages; ``Ranked.score`` is then that fused score. Empty or whitespace-only passages are
+        not read; they come last with score ``-inf`` and no spans.
         """
         _check_marking(top_fraction, threshold)
         texts = _check_passages(passages)
@@ -481,8 +492,14 @@ class CERAReader(nn.Module):
         if todo:
             result = self.read(query, [texts[i] for i in todo], batch_size)
             spans = result.spans([texts[i] for i in todo], top_fraction, threshold)
+            scores = result.scores.astype(np.float64)
+            if fusion_weight > 0:
+                if first_stage_scores is None or len(first_stage_scores) != len(texts):
+                    raise ValueError("fusion_weight needs first_stage_scores, one per passage.")
+                first = np.array([first_stage_scores[i] or 0.0 for i in todo], dtype=np.float64)
+                scores = standardise(scores) + fusion_weight * standardise(first)
             for row, i in enumerate(todo):
-                out[i] = Ranked(i, float(result.scores[row]), spans[row])
+                out[i] = Ranked(i, float(scores[row]), spans[row])
         return sorted(out, key=lambda r: -r.score)
 
 

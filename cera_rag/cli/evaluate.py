@@ -53,6 +53,9 @@ def evaluate_command(
     ),
     first_stage: str | None = typer.Option(None, help="Dense system the reader re-ranks (default: the first)."),
     rerank_top_n: int = typer.Option(20, help="Passages the reader re-ranks per query."),
+    reader_fusion: float | None = typer.Option(
+        None, help="Also report z(reader) + W * z(first stage) over the top N as '<first>+reader+fusion'."
+    ),
     reader_backend: str = typer.Option("auto", help="Reader forward pass: auto, torch, onnx or onnx-int8."),
     explanations: bool = typer.Option(
         True, "--explanations/--no-explanations", help="Base-rate-aware span rows (lift, evidence hit@1)."
@@ -99,6 +102,7 @@ def evaluate_command(
         reader=reader,
         reader_first_stage=first_stage,
         rerank_top_n=rerank_top_n,
+        reader_fusion=reader_fusion,
         reader_backend=reader_backend,  # type: ignore[arg-type]
         explanations=explanations,
     )

@@ -74,6 +74,8 @@ class EvalConfig(BaseModel):
     reader: str | None = None
     reader_first_stage: str | None = Field(None, description="Dense system the reader re-ranks (default: the first).")
     rerank_top_n: int = Field(20, ge=1)
+    #: also report "<first stage>+reader+fusion": z(reader) + w * z(first stage) over the top N (None: off)
+    reader_fusion: float | None = Field(None, gt=0.0)
     reader_backend: Literal["auto", "torch", "onnx", "onnx-int8"] = "auto"
     #: base-rate-aware explanation rows (random, query overlap, each encoder's attention, the reader)
     explanations: bool = True
@@ -361,6 +363,8 @@ def run_evaluation(
         cache = two_stage.ReaderCache(reader)
         reader_label = f"{first_stage}+reader"
         labels.append(reader_label)
+        if config.reader_fusion:
+            labels.append(f"{reader_label}+fusion")
         reranked: dict[str, dict[str, dict[str, float]]] = {}
         for key, first_run in kept_runs[first_stage].items():
             style = key.split("/")[1]
@@ -370,16 +374,24 @@ def run_evaluation(
             )
             reranked[key] = run
             record(key, reader_label, evaluate_run(qrels, run, config.metrics, per_query=True))
+            if config.reader_fusion:
+                fused = two_stage.rerank(
+                    cache, first_run, questions, passage_text, config.rerank_top_n, fusion=config.reader_fusion
+                )
+                record(key, f"{reader_label}+fusion", evaluate_run(qrels, fused, config.metrics, per_query=True))
         members_info[reader_label] = [
             {
                 "spec": config.reader,
                 "first_stage": first_stage,
                 "rerank_top_n": config.rerank_top_n,
+                "fusion_weight": config.reader_fusion,
                 "backend": reader.backend,
                 "reader_config": reader.config.model_dump(),
                 "pairs_read": cache.pairs_read,
             }
         ]
+        if config.reader_fusion:
+            members_info[f"{reader_label}+fusion"] = members_info[reader_label]
         if config.explanations and pairs and f"article/{explain_style}" in reranked:
             ids = {t: pid for pid, t in passage_text.items()}
             explain["reader evidence spans"] = two_stage.explanation_row(
@@ -507,7 +519,7 @@ def run_evaluation(
         },
         "systems": [{"label": s.label, "kind": s.kind, "members": members_info.get(s.label, [])} for s in systems]
         + [
-            {"label": label, "kind": "two-stage", "members": members_info[label]}
+            {"label": label, "kind": "two-stage", "members": members_info.get(label, [])}
             for label in labels
             if label not in {s.label for s in systems}
         ],

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from cera_rag.evaluation import explanations as ex_metrics
-from cera_rag.reader import ReadResult
+from cera_rag.reader import ReadResult, standardise
 
 #: Added to re-ranked scores so they stay above the first stage's (cosine, dot product, BM25) scores.
 _OFFSET = 1e4
@@ -52,6 +52,7 @@ def rerank(
     top_n: int = 20,
     show_progress: bool = False,
     desc: str = "re-rank",
+    fusion: float = 0.0,
 ) -> dict[str, dict[str, float]]:
     """Re-score each query's top ``top_n`` passages of ``run`` with the reader.
 
@@ -63,6 +64,8 @@ def rerank(
         top_n: passages re-ranked per query.
         show_progress: tqdm bar over queries.
         desc: the bar's label.
+        fusion: 0 ranks the top ``top_n`` by the reader alone; ``w > 0`` by
+            ``z(reader) + w * z(first stage)``, both standardised over the query's top ``top_n``.
 
     Returns:
         A run whose top ``top_n`` are ordered by the reader, the rest by the first stage.
@@ -74,7 +77,12 @@ def rerank(
         ranked = sorted(scores, key=lambda pid: -scores[pid])
         head, tail = ranked[:top_n], ranked[top_n:]
         read = cache.read(queries[qid], head, [texts[pid] for pid in head])
-        new = {pid: _OFFSET + r[0] for pid, r in zip(head, read, strict=True)}
+        combined = np.array([r[0] for r in read], dtype=np.float64)
+        if fusion > 0:
+            combined = standardise(combined) + fusion * standardise(
+                np.array([scores[pid] for pid in head], dtype=np.float64)
+            )
+        new = {pid: _OFFSET + float(c) for pid, c in zip(head, combined, strict=True)}
         new.update({pid: scores[pid] for pid in tail})
         out[qid] = new
     return out

@@ -86,13 +86,13 @@ def test_evaluation_with_a_reader_adds_two_stage_and_explanation_rows(
     cfg = EvalConfig(
         split="train", systems=["bm25", system], pools=["article", "corpus"], query_styles=["paper", "heldout"],
         limit=4, faithfulness=False, n_bootstrap=100, n_permutations=100, reader=str(tmp_path / "reader"),
-        rerank_top_n=3, baseline=system, backend="torch", reader_backend="torch",
+        rerank_top_n=3, baseline=system, backend="torch", reader_backend="torch", reader_fusion=1.0,
     )  # fmt: skip
     results, per_query = run_evaluation(cfg, synthetic_data_dir, show_progress=False)
     label = f"{system}+reader"
     for key in ("article/paper", "article/heldout", "corpus/paper", "corpus/heldout"):
         entry = results["retrieval"][key]
-        assert label in entry["systems"] and label in entry["comparisons"]
+        assert label in entry["systems"] and label in entry["comparisons"] and f"{label}+fusion" in entry["systems"]
         assert 0.0 <= entry["systems"][label]["metrics"]["mrr@10"] <= 1.0
     rows = results["explanations"]
     assert list(rows)[:2] == ["random", "query_overlap"]
@@ -109,3 +109,23 @@ def test_evaluation_with_a_reader_adds_two_stage_and_explanation_rows(
     md = (tmp_path / "out" / "run.md").read_text()
     assert "## Explanations" in md and "reader evidence spans" in md
     assert any(p.name == "run-explanations.png" for p in paths)
+
+
+def test_rerank_orders_the_top_n_by_the_reader_and_fuses_on_request() -> None:
+    from cera_rag.evaluation.two_stage import ReaderCache, rerank
+    from cera_rag.reader import ReadResult
+
+    class FakeReader:
+        def read(self, query: str, texts: list[str], batch_size: int = 16) -> ReadResult:
+            scores = np.array([{"a": 0.0, "b": 5.0, "c": 1.0, "d": 9.0}[t] for t in texts], dtype=np.float32)
+            return ReadResult(scores, [[] for _ in texts], [np.zeros(0) for _ in texts])
+
+    first = {"q": {"a": 0.9, "b": 0.8, "c": 0.7, "d": 0.1}}
+    texts = {k: k for k in "abcd"}
+    cache = ReaderCache(FakeReader())
+    run = rerank(cache, first, {"q": "question"}, texts, top_n=3)
+    assert sorted(run["q"], key=lambda k: -run["q"][k]) == ["b", "c", "a", "d"]  # d is outside the top 3
+    assert cache.pairs_read == 3
+    fused = rerank(cache, first, {"q": "question"}, texts, top_n=3, fusion=10.0)
+    assert sorted(fused["q"], key=lambda k: -fused["q"][k])[:3] == ["a", "b", "c"]  # the first stage dominates
+    assert cache.pairs_read == 3  # cached: nothing read twice

@@ -69,6 +69,9 @@ class CERARationaleCompressor(BaseDocumentCompressor):
     evidence_threshold: float | None = Field(
         default=None, ge=0.0, lt=1.0, description="Mark evidence words above this probability instead of top_fraction."
     )
+    fusion_weight: float = Field(
+        default=0.0, ge=0.0, description="0: rank by the reader; w > 0: z(reader) + w * z(retriever score or -rank)."
+    )
 
     def __init__(self, **data: Any) -> None:
         # Loading happens here, not in a pydantic validator, so that cera-rag errors
@@ -119,8 +122,15 @@ class CERARationaleCompressor(BaseDocumentCompressor):
         evidence: dict[int, list[Any]] = {}
         scores: dict[int, float] = {}
         if self.reader is not None:
+            # the retriever's score where it left one (CERARetriever's cera_score), else its order
+            first = [float(d.metadata.get("cera_score", -i)) for i, d in enumerate(docs)]
             ranked = self.reader.rerank(
-                query, [d.page_content for d in docs], top_fraction=self.top_fraction, threshold=self.evidence_threshold
+                query,
+                [d.page_content for d in docs],
+                top_fraction=self.top_fraction,
+                threshold=self.evidence_threshold,
+                first_stage_scores=first,
+                fusion_weight=self.fusion_weight,
             )
             order = [r.index for r in ranked]
             evidence = {r.index: r.spans for r in ranked if r.index in set(todo)}

@@ -218,3 +218,13 @@ def test_postprocessor_reader_from_a_checkpoint(reader: Any, tmp_path: Path, cor
     nodes = [NodeWithScore(node=TextNode(id_=i, text=t), score=0.5) for i, t, _ in corpus]
     out = post.postprocess_nodes(nodes, query_str=QUERY)
     assert len(out) == 2 and all(EVIDENCE_KEY in n.node.metadata for n in out)
+
+
+def test_postprocessor_fusion_weight_blends_in_the_retrieval_score(reader: Any, corpus: list) -> None:
+    nodes = [NodeWithScore(node=TextNode(id_=i, text=t), score=1.0 - 0.1 * k) for k, (i, t, _) in enumerate(corpus)]
+    by_retriever = CERARationalePostprocessor(reader=reader, fusion_weight=1000.0).postprocess_nodes(
+        nodes, query_str=QUERY
+    )
+    assert [n.node.node_id for n in by_retriever] == [i for i, _, _ in corpus]  # the retrieval order dominates
+    with pytest.raises(ValueError, match="first_stage_scores"):
+        reader.rerank(QUERY, [t for _, t, _ in corpus], fusion_weight=1.0)

@@ -61,6 +61,8 @@ class CERARationalePostprocessor(BaseNodePostprocessor):
         reader_backend: ``torch``, ``onnx`` or ``onnx-int8`` for ``reader_model``.
         evidence_threshold: Mark evidence words above this probability (a node may get no span)
             instead of the top ``top_fraction`` of its words.
+        fusion_weight: 0 orders the nodes by the reader alone; ``w > 0`` by
+            ``z(reader) + w * z(retrieval score)`` over the nodes (scores standardised per query).
         **kwargs: Other ``BaseNodePostprocessor`` fields (``callback_manager``).
 
     Example:
@@ -80,6 +82,10 @@ class CERARationalePostprocessor(BaseNodePostprocessor):
         default=None, ge=0.0, lt=1.0, description="Mark evidence words above this probability instead of top_fraction."
     )
 
+    fusion_weight: float = Field(
+        default=0.0, ge=0.0, description="0: rank by the reader; w > 0: z(reader) + w * z(retrieval score)."
+    )
+
     _encoder: Any = PrivateAttr(default=None)
     _reader: Any = PrivateAttr(default=None)
 
@@ -95,6 +101,7 @@ class CERARationalePostprocessor(BaseNodePostprocessor):
         reader: Any = None,
         reader_backend: str = "torch",
         evidence_threshold: float | None = None,
+        fusion_weight: float = 0.0,
         **kwargs: Any,
     ) -> None:
         if reader is None and reader_model is not None:
@@ -120,6 +127,7 @@ class CERARationalePostprocessor(BaseNodePostprocessor):
             if reader_model is not None
             else (reader.name if reader is not None else None),
             evidence_threshold=evidence_threshold,
+            fusion_weight=fusion_weight,
             **kwargs,
         )
         self._encoder = encoder
@@ -204,7 +212,12 @@ class CERARationalePostprocessor(BaseNodePostprocessor):
         ) as event:
             texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
             ranked = self._reader.rerank(
-                query_bundle.query_str, texts, top_fraction=self.top_fraction, threshold=self.evidence_threshold
+                query_bundle.query_str,
+                texts,
+                top_fraction=self.top_fraction,
+                threshold=self.evidence_threshold,
+                first_stage_scores=[n.score for n in nodes],
+                fusion_weight=self.fusion_weight,
             )
             out: list[NodeWithScore] = []
             for r in ranked:
