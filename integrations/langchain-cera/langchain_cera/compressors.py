@@ -70,7 +70,7 @@ class CERARationaleCompressor(BaseDocumentCompressor):
         default=None, ge=0.0, lt=1.0, description="Mark evidence words above this probability instead of top_fraction."
     )
     fusion_weight: float = Field(
-        default=0.0, ge=0.0, description="0: rank by the reader; w > 0: z(reader) + w * z(retriever score or -rank)."
+        default=1.0, ge=0.0, description="0: rank by the reader; w > 0: z(reader) + w * z(retriever score or -rank)."
     )
 
     def __init__(self, **data: Any) -> None:

@@ -248,7 +248,7 @@ def test_compressor_reader_reranks_and_marks_evidence(encoder: Any, reader: Any,
 
     docs = [Document(page_content=t, metadata={**m, "cera_score": 0.9 - 0.1 * k}, id=i)
             for k, (i, t, m) in enumerate(corpus)]  # fmt: skip
-    comp = CERARationaleCompressor(encoder=encoder, reader=reader, top_n=3)
+    comp = CERARationaleCompressor(encoder=encoder, reader=reader, top_n=3, fusion_weight=0.0)
     out = list(comp.compress_documents(docs, QUERY))
     texts = [t for _, t, _ in corpus]
     scores = reader.score(QUERY, texts)

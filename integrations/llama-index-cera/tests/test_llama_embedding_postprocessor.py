@@ -169,7 +169,7 @@ def test_postprocessor_reader_reranks_and_marks_evidence(encoder: Any, reader: A
              for k, (i, t, m) in enumerate(corpus)]  # fmt: skip
     debug = LlamaDebugHandler()
     post = CERARationalePostprocessor(
-        encoder=encoder, reader=reader, top_n=4, callback_manager=CallbackManager([debug])
+        encoder=encoder, reader=reader, top_n=4, callback_manager=CallbackManager([debug]), fusion_weight=0.0
     )
     out = post.postprocess_nodes(nodes, query_str=QUERY)
     texts = [t for _, t, _ in corpus]
@@ -198,6 +198,7 @@ def test_postprocessor_reader_alone_and_evidence_spans_differ_per_question(reade
     from llama_index.postprocessor.cera import EVIDENCE_KEY
 
     post = CERARationalePostprocessor(reader=reader)
+    assert post.fusion_weight == 1.0  # the default blends in the retrieval score
     assert post.encoder is None and post.reader is reader and post.reader_model == reader.name
     nodes = [NodeWithScore(node=TextNode(id_=i, text=t), score=None) for i, t, _ in corpus]
     a = {n.node.node_id: n.node.metadata[EVIDENCE_KEY] for n in post.postprocess_nodes(nodes, query_str=QUERY)}
