@@ -316,9 +316,9 @@ class CERAEncoder(nn.Module):
     @property
     def backend(self) -> str:
         """``torch``, ``onnx`` or ``onnx-int8``: what runs the forward pass."""
-        if self._onnx is None:
-            return "torch"
-        return "onnx-int8" if self._onnx.path.name.endswith(".int8.onnx") else "onnx"
+        from cera_rag.onnx_backend import backend_name
+
+        return backend_name(self._onnx)
 
     # ------------------------------------------------------------------------------ properties
     @property

@@ -62,6 +62,13 @@ def fingerprint(encoder: CERAEncoder) -> str:
     return weights_fingerprint(encoder.config.model_dump_json(), encoder.model)
 
 
+def backend_name(runner: Any) -> str:
+    """``torch`` (no ONNX runner), ``onnx`` or ``onnx-int8``, from the graph an ONNX runner holds."""
+    if runner is None:
+        return "torch"
+    return "onnx-int8" if runner.path.name.endswith(".int8.onnx") else "onnx"
+
+
 class _ExportedForward(nn.Module):
     """``(input_ids, attention_mask) -> (embedding, CLS attention row)``: what the graph computes."""
 
