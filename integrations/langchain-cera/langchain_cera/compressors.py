@@ -133,8 +133,9 @@ class CERARationaleCompressor(BaseDocumentCompressor):
                 fusion_weight=self.fusion_weight,
             )
             order = [r.index for r in ranked]
-            evidence = {r.index: r.spans for r in ranked if r.index in set(todo)}
-            scores = {r.index: r.score for r in ranked if r.index in set(todo)}
+            read = set(todo)  # empty documents are not read: no score, no spans
+            evidence = {r.index: r.spans for r in ranked if r.index in read}
+            scores = {r.index: r.score for r in ranked if r.index in read}
         out: list[Document] = []
         for i in order:
             doc = docs[i]
