@@ -278,6 +278,9 @@ def run_evaluation(
     explain: dict[str, dict[str, Any]] = {}
     explain_style = config.query_styles[0]
 
+    def explain_query(e: Any) -> str:  # the question every explanation row is marked for
+        return query_text(e, explain_style)
+
     def record(key: str, label: str, ev: dict[str, Any]) -> None:
         member_pq.setdefault(key, {}).setdefault(label, []).append(ev.pop("per_query"))
         member_means.setdefault(key, {}).setdefault(label, []).append(ev)
@@ -342,7 +345,7 @@ def run_evaluation(
                 texts = [p.text for p in pairs] + [passage_text[pid] for pid in top.values()]
                 mark = two_stage.encoder_marker(encoder, texts, config.batch_size)
                 explain[f"{system.label} attention"] = two_stage.explanation_row(
-                    mark, split, exs, pairs, top, lambda e: query_text(e, explain_style), system.label
+                    mark, split, exs, pairs, top, explain_query, system.label
                 )
             stage["explanations"] = time.perf_counter() - t1
             info["timings_s"] = {k: round(v, 2) for k, v in stage.items()}
@@ -397,7 +400,7 @@ def run_evaluation(
             explain["reader evidence spans"] = two_stage.explanation_row(
                 two_stage.reader_marker(cache, ids), split, exs, pairs,
                 two_stage.top_of(reranked[f"article/{explain_style}"]),
-                lambda e: query_text(e, explain_style), reader_label,
+                explain_query, reader_label,
             )  # fmt: skip
         timings[reader_label] = time.perf_counter() - t0
     first_article_run = kept_runs.get(first_stage or "", {}).get(f"article/{explain_style}")
@@ -406,7 +409,7 @@ def run_evaluation(
         for kind in ("random", "query_overlap"):
             explain[kind] = two_stage.explanation_row(
                 two_stage.baseline_marker(kind, config.seed), split, exs, pairs, top,
-                lambda e: query_text(e, explain_style), first_stage,
+                explain_query, first_stage,
             )  # fmt: skip
     explanations_out: dict[str, Any] = {}
     for name in ["random", "query_overlap", *[k for k in explain if k not in ("random", "query_overlap")]]:
