@@ -7,15 +7,18 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 INTEGRATIONS := integrations/llama-index-cera integrations/langchain-cera
 EXTRAS := baselines,eval,fast,chroma,rag,dev
+# PyTorch's CPU wheel index for machines whose pip reaches only PyPI (there torch==2.13.0 is the CUDA build):
+#   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+TORCH_INDEX_URL ?=
 
-.PHONY: venv test test-fast lint typecheck demo data-stats clean
+.PHONY: venv test test-fast lint typecheck browser demo data-stats clean
 
 # The venv is refreshed whenever pyproject.toml or an integration's pyproject changes.
 $(STAMP): pyproject.toml $(wildcard integrations/*/pyproject.toml) Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# CPU build of torch first: a looser pin pulls gigabytes of CUDA wheels.
-	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
 	$(PIP) install -q -e ".[$(EXTRAS)]" $(foreach d,$(wildcard $(INTEGRATIONS)),-e $(d))
 	touch $(STAMP)
 
@@ -28,7 +31,18 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-test: $(STAMP) lint typecheck
+# Headless Chromium for the demo screenshot tests: Debian's package, installed when missing and root.
+browser:
+	@if command -v chromium >/dev/null || command -v chromium-browser >/dev/null || command -v google-chrome >/dev/null; then \
+		true; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "Installing Chromium (apt-get) for the screenshot tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "No Chromium and no root: the screenshot tests will skip (install the chromium package)."; \
+	fi
+
+test: $(STAMP) lint typecheck browser
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(VENV)/bin/pytest -q
 
 test-fast: $(STAMP)

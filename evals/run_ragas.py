@@ -1,11 +1,15 @@
-"""RAGAS comparison of CERA- vs Contriever-backed RAG, in LlamaIndex and in LangChain.
+"""RAGAS comparison of CERA (bi-encoder, and with its reader), MiniLM, a Contriever-style encoder and BM25.
+
+Every system runs behind the same LlamaIndex and LangChain pipelines (one row per system; the
+summary says whether both frameworks sent the LLM identical requests).
 
     python evals/run_ragas.py --split validation --limit 30
     python evals/run_ragas.py --limit 30 --llm-base-url http://127.0.0.1:8000/v1 --llm-model my-model \
         --judge-base-url https://api.openai.com/v1 --judge-model gpt-4o-mini      # key from OPENAI_API_KEY
 
 Without --llm-base-url the embedded llama-cpp server runs SmolLM2-135M-Instruct locally (no key);
-it is a weak generator and a much weaker judge, so faithfulness from it is mostly NaN. Rows go to
+it is a weak generator and a weak judge: its verdicts always parse (bounded JSON schemas compiled
+into a grammar) but rank systems only coarsely. Rows go to
 <out>/ragas_rows.jsonl as they are scored; rerunning the same command resumes.
 Summary: <out>/ragas_summary.{md,json,png}.
 
@@ -40,11 +44,20 @@ def run_ragas_command(
     cera_model: str | None = typer.Option(
         None, help="CERA checkpoint (default: checkpoints/cera-best, else checkpoints/cera-quick)."
     ),
+    reader_model: str | None = typer.Option(
+        None, help="CERA reader of cera+reader (default: checkpoints/cera-reader, else cera-reader-quick)."
+    ),
+    candidates: int = typer.Option(20, min=1, help="Passages the reader re-ranks (cera+reader)."),
     out: Path = typer.Option(Path("results/ragas"), "--out", help="Folder of the rows and the summary."),
     store_dir: Path | None = typer.Option(None, help="Chroma stores (one per encoder) (default: the cache)."),
     data_dir: Path | None = typer.Option(None, help="Evidence Inference folder (default: $CERA_DATA_DIR)."),
-    frameworks: str = typer.Option("llamaindex,langchain", help="Comma-separated: llamaindex, langchain."),
-    retrievers: str = typer.Option("cera,contriever", help="Comma-separated: cera, contriever."),
+    frameworks: str = typer.Option(
+        "llamaindex,langchain", help="Comma-separated: the first answers, the others check it (same request)."
+    ),
+    systems: str = typer.Option(
+        "cera,cera+reader,minilm,contriever-config,bm25",
+        help="Comma-separated subset of cera, cera+reader, minilm, contriever-config, bm25.",
+    ),
     llm_base_url: str | None = typer.Option(
         None, help="OpenAI-compatible generator endpoint (ends in /v1) (default: embedded llama-cpp server)."
     ),
@@ -55,10 +68,12 @@ def run_ragas_command(
     ),
     judge_model: str | None = typer.Option(None, help="Judge model name (default: the generator's)."),
     judge_max_tokens: int | None = typer.Option(
-        None, min=64, help="Judge completion budget (default: 4096; 512 on the local server)."
+        None, min=64, help="Judge completion budget (default: 4096; 1536 on the local server)."
     ),
     judge_json_mode: bool | None = typer.Option(
-        None, "--judge-json-mode/--no-judge-json-mode", help="response_format=json_object (default: local only)."
+        None,
+        "--judge-json-mode/--no-judge-json-mode",
+        help="Bounded JSON schemas in response_format (llama-cpp servers; default: local only); else instructor.",
     ),
     judge_timeout: float = typer.Option(900.0, help="Seconds for one sample's faithfulness (all its judge calls)."),
     request_timeout: float = typer.Option(300.0, help="Seconds per LLM request."),
@@ -67,10 +82,10 @@ def run_ragas_command(
     device: str | None = typer.Option(None, help="Torch device of the encoders."),
     verbose: bool = typer.Option(False, "--verbose", "-v"),
 ) -> None:
-    """Score CERA- and Contriever-backed RAG pipelines with RAGAS (resumable)."""
+    """Score five retrieval systems behind the same RAG pipeline with RAGAS (resumable)."""
     from cera_rag.errors import ConfigError
     from cera_rag.rag.llm import LLMEndpoint, api_key_from_env
-    from cera_rag.rag.ragas_eval import FRAMEWORKS, RETRIEVERS, RagasEvalConfig, run_ragas_eval
+    from cera_rag.rag.ragas_eval import FRAMEWORKS, SYSTEMS, RagasEvalConfig, run_ragas_eval
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     if not verbose:
@@ -113,17 +128,19 @@ def run_ragas_command(
         limit=limit,
         top_k=top_k,
         cera_model=cera_model,
+        reader_model=reader_model,
+        candidates=candidates,
         out_dir=out,
         store_dir=store_dir,
         data_dir=data_dir,
         frameworks=parse(frameworks, FRAMEWORKS, "--frameworks"),
-        retrievers=parse(retrievers, RETRIEVERS, "--retrievers"),
+        systems=parse(systems, SYSTEMS, "--systems"),
         generator=generator,
         judge=judge,
         skip_faithfulness=skip_faithfulness,
         judge_timeout=judge_timeout,
         local_max_tokens=llm_max_tokens,
-        local_judge_max_tokens=judge_max_tokens or 512,
+        local_judge_max_tokens=judge_max_tokens or 1536,
         restart=restart,
         device=device,
     )

@@ -210,7 +210,48 @@ def check_answer(text: Any, endpoint: LLMEndpoint, what: str = "generator") -> s
     return text
 
 
-def llamaindex_llm(endpoint: LLMEndpoint, context_window: int = 4096) -> Any:
+class RequestRecorder:
+    """Records the JSON body of every chat request an ``httpx.Client`` sends (``client()``).
+
+    Both pipelines' LLM clients take the recorder's client, so the evaluation can check that
+    LlamaIndex and LangChain sent the same request (``chat_request`` keeps what matters).
+    """
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    def _hook(self, request: Any) -> None:
+        if request.url.path.endswith("/chat/completions"):
+            try:
+                self.bodies.append(json.loads(request.content or b"{}"))
+            except ValueError:
+                self.bodies.append({"unparsed": True})
+
+    def client(self, timeout: float) -> Any:
+        """An ``httpx.Client`` that records its requests."""
+        import httpx
+
+        return httpx.Client(timeout=timeout, event_hooks={"request": [self._hook]})
+
+    def take(self) -> list[dict[str, Any]]:
+        """The bodies recorded since the last call."""
+        out, self.bodies = self.bodies, []
+        return out
+
+
+def chat_request(body: dict[str, Any]) -> dict[str, Any]:
+    """What the model sees of a chat request: messages, model, temperature and the token budget."""
+    messages = [{"role": m.get("role"), "content": m.get("content")} for m in body.get("messages", [])]
+    budget = body.get("max_tokens", body.get("max_completion_tokens"))
+    return {
+        "model": body.get("model"),
+        "messages": messages,
+        "temperature": body.get("temperature"),
+        "max_tokens": budget,
+    }
+
+
+def llamaindex_llm(endpoint: LLMEndpoint, context_window: int = 4096, http_client: Any = None) -> Any:
     """A LlamaIndex ``OpenAILike`` chat model for ``endpoint`` (``llama-index-llms-openai-like``)."""
     from llama_index.llms.openai_like import OpenAILike
 
@@ -229,6 +270,7 @@ def llamaindex_llm(endpoint: LLMEndpoint, context_window: int = 4096) -> Any:
         is_function_calling_model=False,
         context_window=context_window,
         additional_kwargs=extra,
+        http_client=http_client,
     )
 
 
@@ -238,7 +280,7 @@ def sends_legacy_max_tokens(base_url: str) -> bool:
     return not any(h in host for h in ("api.openai.com", "openai.azure.com", "azure-api.net"))
 
 
-def langchain_llm(endpoint: LLMEndpoint) -> Any:
+def langchain_llm(endpoint: LLMEndpoint, http_client: Any = None) -> Any:
     """A LangChain ``ChatOpenAI`` for ``endpoint`` (``langchain-openai``)."""
     from langchain_openai import ChatOpenAI
 
@@ -257,5 +299,6 @@ def langchain_llm(endpoint: LLMEndpoint) -> Any:
         temperature=endpoint.temperature,
         timeout=endpoint.timeout,
         max_retries=endpoint.max_retries,
+        http_client=http_client,
         **kwargs,
     )

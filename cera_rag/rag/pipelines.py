@@ -49,6 +49,8 @@ class RAGAnswer:
     spans: list[list[SpanDict]] = field(default_factory=list)
     #: the reader's evidence spans per retrieved passage (empty without a reader)
     evidence: list[list[SpanDict]] = field(default_factory=list)
+    #: cross-framework check of this answer (``ragas_eval.build_pipelines``): same request/passages/answer
+    checks: dict[str, Any] = field(default_factory=dict)
 
 
 def format_context(texts: Sequence[str]) -> str:
@@ -155,6 +157,7 @@ def answer_langchain(chain: Any, question: str) -> RAGAnswer:
         answer=str(out.get("answer") or ""),
         contexts=[d.page_content for d in docs],
         context_ids=[str(d.metadata.get("cera_id") or d.id) for d in docs],
-        scores=[d.metadata.get("cera_score") for d in docs],
+        scores=[d.metadata.get("cera_reader_score", d.metadata.get("cera_score")) for d in docs],
         spans=[_spans_of(d.metadata) for d in docs],
+        evidence=[_spans_of(d.metadata, EVIDENCE_KEY) for d in docs],
     )

@@ -238,8 +238,12 @@ def write_summary(
     metrics: Sequence[str],
     meta: Mapping[str, Any],
     name: str = "ragas",
+    extra: Sequence[str] = (),
 ) -> list[Path]:
-    """Write ``{name}_summary.md``, ``{name}_summary.json`` and ``{name}_summary.png`` into ``out_dir``."""
+    """Write ``{name}_summary.md``, ``{name}_summary.json`` and ``{name}_summary.png`` into ``out_dir``.
+
+    ``extra``: markdown lines placed between the table and the plot.
+    """
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     md = folder / f"{name}_summary.md"
@@ -254,6 +258,8 @@ def write_summary(
         "give the share of rows where it could not (and why).",
         "",
         markdown_table(summary, metrics),
+        "",
+        *extra,
         "",
         f"![scores]({png.name})",
         "",

@@ -1,21 +1,19 @@
-"""RAGAS 0.4 scoring of one (question, answer, contexts) sample, on the legacy metric API only.
+"""RAGAS 0.4 scoring of one (question, answer, contexts) sample.
 
-One API path, used consistently: the metric classes of ``ragas.metrics`` with ``SingleTurnSample``
-and a ``LangchainLLMWrapper`` judge, scored per sample with ``single_turn_ascore`` (what
-``ragas.evaluate()`` runs for each row). That path is the one RAGAS 0.4.3 offers the LLM-free
-``IDBasedContextPrecision`` / ``IDBasedContextRecall`` on (``ragas.metrics.collections`` has no
-ID-based metrics), so faithfulness comes from the same path:
-
-* ``faithfulness``: ``ragas.metrics.Faithfulness`` with the judge LLM (a LangChain ``ChatOpenAI``
-  on the judge endpoint): share of the answer's statements the contexts support.
-* ``context_precision`` / ``context_recall``: ``IDBasedContextPrecision`` / ``IDBasedContextRecall``
-  of the retrieved passage ids against the passages holding the annotated evidence.
+* ``faithfulness``: ``ragas.metrics.collections.Faithfulness`` (``cera_rag.rag.judge``) with the
+  judge LLM: share of the answer's statements the contexts support. A llama-cpp-style judge
+  (``json_mode``) answers through bounded JSON schemas the server compiles into a grammar, so it
+  always returns a complete verdict; any other judge goes through RAGAS' ``llm_factory``.
+* ``context_precision`` / ``context_recall``: the legacy ``IDBasedContextPrecision`` /
+  ``IDBasedContextRecall`` (``ragas.metrics.collections`` has no ID-based metrics) of the
+  retrieved passage ids against the passages holding the annotated evidence, per sample through
+  ``single_turn_ascore`` (what ``ragas.evaluate()`` runs for each row).
 * ``label_accuracy``: whether the direction the answer states (``cera_rag.rag.labels``) is the
   annotated label; ``None`` when the answer states none.
 
 A score that could not be computed is ``None`` with the reason in ``errors``: ``parse_failure``
 (the judge's output was not the JSON RAGAS asks for), ``truncated`` (the judge hit
-``max_tokens``), ``timeout``, ``no_statements``, ``no_answer``, ``no_contexts``. An unreachable
+``max_tokens``), ``timeout``, ``no_statements``, ``no_answer``, ``no_contexts``, ``error: ...``. An unreachable
 or misbehaving judge raises ``EndpointError`` instead, so the row is not recorded and a rerun
 scores it again.
 """
@@ -73,14 +71,13 @@ def _finite(value: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _legacy_metrics() -> tuple[Any, Any, Any, Any, Any]:
-    """The legacy RAGAS classes (their deprecation warnings silenced: this path is chosen on purpose)."""
+def _legacy_metrics() -> tuple[Any, Any, Any]:
+    """The legacy ID-based RAGAS classes (their deprecation warnings silenced: collections has none)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from ragas.dataset_schema import SingleTurnSample
-        from ragas.llms import LangchainLLMWrapper
-        from ragas.metrics import Faithfulness, IDBasedContextPrecision, IDBasedContextRecall
-    return SingleTurnSample, LangchainLLMWrapper, Faithfulness, IDBasedContextPrecision, IDBasedContextRecall
+        from ragas.metrics import IDBasedContextPrecision, IDBasedContextRecall
+    return SingleTurnSample, IDBasedContextPrecision, IDBasedContextRecall
 
 
 def _run(coro: Any) -> Any:
@@ -105,19 +102,17 @@ class RagasScorer:
     """
 
     def __init__(self, judge: LLMEndpoint | None, timeout: float | None = None) -> None:
-        single, wrapper, faithfulness, precision, recall = _legacy_metrics()
+        single, precision, recall = _legacy_metrics()
         self._sample_cls = single
         self.judge = judge
         self.timeout = timeout
         self._precision = precision()
         self._recall = recall()
-        self._faithfulness = None
+        self._faithfulness: Any = None
         if judge is not None:
-            from cera_rag.rag.llm import langchain_llm
+            from cera_rag.rag.judge import FaithfulnessMetric, judge_llm
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self._faithfulness = faithfulness(llm=wrapper(langchain_llm(judge)))
+            self._faithfulness = FaithfulnessMetric(llm=judge_llm(judge))
 
     def _sample(self, s: ScoreInput) -> Any:
         return self._sample_cls(
@@ -131,7 +126,10 @@ class RagasScorer:
 
     def _faithfulness_score(self, sample: Any, s: ScoreInput) -> tuple[float | None, str | None]:
         import openai
+        from pydantic import ValidationError
         from ragas.exceptions import LLMDidNotFinishException, RagasOutputParserException
+
+        from cera_rag.rag.judge import JudgeOutputError, JudgeTruncatedError
 
         if self._faithfulness is None:
             return None, "skipped"
@@ -143,10 +141,13 @@ class RagasScorer:
         try:
             with endpoint_errors(self.judge, "judge"):
                 try:
-                    value = _run(self._faithfulness.single_turn_ascore(sample, timeout=self.timeout))
-                except (LLMDidNotFinishException, openai.LengthFinishReasonError):
+                    result = _run(asyncio.wait_for(self._faithfulness.ascore(
+                        user_input=s.question, response=s.answer, retrieved_contexts=list(s.contexts)
+                    ), timeout=self.timeout))  # fmt: skip
+                    value = getattr(result, "value", result)
+                except (LLMDidNotFinishException, openai.LengthFinishReasonError, JudgeTruncatedError):
                     return None, "truncated"
-                except RagasOutputParserException:
+                except (RagasOutputParserException, JudgeOutputError, ValidationError):
                     return None, "parse_failure"
                 except (asyncio.TimeoutError, TimeoutError, openai.APITimeoutError):
                     return None, "timeout"
@@ -155,6 +156,8 @@ class RagasScorer:
         except endpoint_exception_types():  # pragma: no cover - endpoint_errors translates these
             raise
         except Exception as exc:  # noqa: BLE001 - a judge answer RAGAS cannot use must not stop the run
+            if type(exc).__name__ == "InstructorRetryException":  # instructor gave up on invalid JSON
+                return None, "parse_failure"
             return None, f"error: {type(exc).__name__}: {str(exc)[:200]}"
         score = _finite(value)
         return (score, None) if score is not None else (None, "no_statements")

@@ -136,7 +136,7 @@ def test_killed_ragas_run_resumes_with_every_row_once(tmp_path: Path, tiny_bert_
     routes = {"/models": openai_models_reply(), "/chat/completions": openai_chat_reply(answer)}
     with FakeHTTPServer(routes, delay=0.6) as llm:
         args = [str(RAGAS_SCRIPT), "--split", "train", "--limit", "6", "--data-dir", str(data)]
-        args += ["--cera-model", str(tiny_bert_dir), "--retrievers", "cera", "--skip-faithfulness"]
+        args += ["--cera-model", str(tiny_bert_dir), "--systems", "cera,bm25", "--skip-faithfulness"]
         args += ["--llm-base-url", llm.base_url, "--llm-model", "fake-model", "--out", str(out)]
         args += ["--store-dir", str(tmp_path / "stores"), "--top-k", "2"]
         env = subprocess_env(tmp_path / "cache")
@@ -155,7 +155,7 @@ def test_killed_ragas_run_resumes_with_every_row_once(tmp_path: Path, tiny_bert_
     rows = [json.loads(x) for x in _lines(rows_file)]
     keys = [(r["system"], r["question_id"]) for r in rows]
     assert len(keys) == len(set(keys)) == 12, "every (system, question) row exactly once"
-    assert {k[0] for k in keys} == {"llamaindex-cera", "langchain-cera"}
+    assert {k[0] for k in keys} == {"cera", "bm25"}
     gens = [json.loads(x) for x in _lines(out / "ragas_generations.jsonl")]
     gen_keys = [(g["system"], g["question_id"]) for g in gens]
     assert len(gen_keys) == len(set(gen_keys)) == 12, "no answer generated twice"

@@ -45,20 +45,21 @@ def test_one_question_ragas_run_with_the_local_judge(tmp_path: Path) -> None:
         top_k=3,
         data_dir=REAL_DATA_DIR,
         frameworks=("langchain",),
-        retrievers=("contriever",),
+        systems=("contriever-config",),
         out_dir=tmp_path / "out",
         store_dir=tmp_path / "chroma",
         local_max_tokens=48,
-        local_judge_max_tokens=96,  # SmolLM2 rarely finishes a verdict: keep the test short
         n_resamples=100,
     )
     summary = run_ragas_eval(cfg, echo=lambda s: None)
     rows = [json.loads(line) for line in (tmp_path / "out" / "ragas_rows.jsonl").read_text().splitlines()]
-    assert len(rows) == 1 and rows[0]["system"] == "langchain-contriever"
+    assert len(rows) == 1 and rows[0]["system"] == "contriever-config"
     row = rows[0]
     assert row["answer"] and len(row["context_ids"]) == 3 and row["reference_ids"]
     assert row["scores"]["context_precision"] is not None and row["scores"]["context_recall"] is not None
-    # faithfulness is either a score or NaN with a reason (a 135M judge mostly gives the latter)
-    assert row["scores"]["faithfulness"] is not None or row["errors"]["faithfulness"]
-    assert summary["systems"]["langchain-contriever"]["n"] == 1
+    # the bounded-schema judge always completes its verdicts: a real faithfulness number, not NaN
+    assert row["errors"].get("faithfulness") is None
+    assert 0.0 <= row["scores"]["faithfulness"] <= 1.0
+    assert row["evidence"]["context_tokens"] > 0
+    assert summary["systems"]["contriever-config"]["n"] == 1
     assert (tmp_path / "out" / "ragas_summary.png").is_file()

@@ -25,9 +25,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeOpenAI:
-    """A loopback OpenAI-compatible server: ``mode`` is ``ok``, ``garbage`` (HTML) or ``error`` (HTTP 500)."""
+    """A loopback OpenAI-compatible server: ``mode`` is ``ok``, ``garbage`` (HTML) or ``error`` (HTTP 500).
 
-    def __init__(self, answer: str = "Pain was significantly lower with aspirin.", mode: str = "ok") -> None:
+    ``answer`` is the reply's content, or a function of the request body that returns it.
+    """
+
+    def __init__(self, answer: Any = "Pain was significantly lower with aspirin.", mode: str = "ok") -> None:
         self.answer = answer
         self.mode = mode
         self.requests: list[dict[str, Any]] = []
@@ -67,7 +70,10 @@ class FakeOpenAI:
                         "choices": [
                             {
                                 "index": 0,
-                                "message": {"role": "assistant", "content": owner.answer},
+                                "message": {
+                                    "role": "assistant",
+                                    "content": owner.answer(body) if callable(owner.answer) else owner.answer,
+                                },
                                 "finish_reason": "stop",
                             }
                         ],
@@ -209,7 +215,7 @@ def test_cli_with_dead_endpoint_prints_a_clear_error_and_no_traceback(synthetic_
     url = f"http://127.0.0.1:{closed_port()}/v1"
     cmd = [
         sys.executable, str(ROOT / "evals" / "run_ragas.py"), "--data-dir", str(synthetic_data_dir),
-        "--limit", "1", "--retrievers", "contriever", "--llm-base-url", url, "--llm-model", "m",
+        "--limit", "1", "--systems", "contriever-config", "--llm-base-url", url, "--llm-model", "m",
         "--out", str(out), "--store-dir", str(tmp_path / "chroma"),
     ]  # fmt: skip
     env = {**os.environ, "CERA_CACHE_DIR": os.environ["CERA_CACHE_DIR"], "OPENAI_API_KEY": "sk-test"}

@@ -48,12 +48,15 @@ class Calls:
 
 
 def factories(calls: Calls, fail_at: int | None = None):
-    def pipelines_factory(systems, questions, generator, cfg, cera_model):
+    def pipelines_factory(systems, questions, generator, cfg, cera_model, reader_model):
         def make(system: str):
             def answer(q: str) -> RAGAnswer:
                 calls.generated.append((system, q))
                 ids = ["A1:0-20", "A2:0-20"] if "cera" in system else ["A1:21-40", "A2:21-40"]
-                return RAGAnswer(answer="Pain was significantly lower.", contexts=["c1", "c2"], context_ids=ids)
+                texts = ["Pain was lower (p<.01)", "Background text here"]
+                checks = {"frameworks": ["llamaindex", "langchain"], "same_request": True, "same_contexts": True,
+                          "same_answer": True}  # fmt: skip
+                return RAGAnswer("Pain was significantly lower.", contexts=texts, context_ids=ids, checks=checks)
 
             return answer
 
@@ -86,7 +89,13 @@ def fake_openai():
 
 def _cfg(tmp_path: Path, endpoint: Any, **kw: Any) -> RagasEvalConfig:
     return RagasEvalConfig(
-        limit=3, cera_model=str(tmp_path), out_dir=tmp_path / "out", generator=endpoint, n_resamples=200, **kw
+        limit=3,
+        cera_model=str(tmp_path),
+        out_dir=tmp_path / "out",
+        generator=endpoint,
+        n_resamples=200,
+        systems=("cera", "minilm", "contriever-config", "bm25"),
+        **kw,
     )
 
 
@@ -105,7 +114,10 @@ def test_select_questions_takes_the_first_prompts_with_references() -> None:
     qs = select_questions(FakeSplit(), 2)
     assert [q.question_id for q in qs] == ["100", "101"]
     assert qs[0].reference_ids == ["A1:0-20"]
-    assert qs[0].question == "What was the effect of aspirin compared with placebo on pain at week 0?"
+    # held-out phrasings, in turn: never the wording CERA was trained on
+    assert qs[0].question == "Does aspirin improve or worsen pain at week 0 relative to placebo?"
+    assert qs[1].question == "What happened to pain at week 1 in patients given aspirin rather than placebo?"
+    assert qs[0].evidence == {"A1:0-20": [(0, 10)]}
 
 
 def test_rerun_skips_every_finished_row(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
@@ -118,8 +130,12 @@ def test_rerun_skips_every_finished_row(tmp_path: Path, fake_openai: FakeOpenAI)
     assert {(r["system"], r["question_id"]) for r in rows} == {
         (s, q) for s in cfg.systems for q in ("100", "101", "102")
     }
-    assert summary["systems"]["llamaindex-cera"]["metrics"]["context_recall"]["mean"] == 1.0
-    assert summary["systems"]["langchain-contriever"]["metrics"]["context_recall"]["mean"] == 0.0
+    assert summary["systems"]["cera"]["metrics"]["context_recall"]["mean"] == 1.0
+    assert summary["systems"]["minilm"]["metrics"]["context_recall"]["mean"] == 0.0
+    # the LLM-free evidence recall: the cera rows hold the evidence passage, the others do not
+    assert summary["systems"]["cera"]["metrics"]["evidence_recall"]["mean"] == 1.0
+    assert summary["systems"]["bm25"]["metrics"]["evidence_recall"]["mean"] == 0.0
+    assert summary["meta"]["framework_check"]["same_request"] == 12
     before = rows_path.read_bytes()
 
     second = Calls()
@@ -129,7 +145,8 @@ def test_rerun_skips_every_finished_row(tmp_path: Path, fake_openai: FakeOpenAI)
     for name in ("ragas_summary.md", "ragas_summary.json", "ragas_summary.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
     md = (tmp_path / "out" / "ragas_summary.md").read_text()
-    assert "| llamaindex-cera | 3 |" in md
+    assert f"| {tmp_path.name} | 3 |" in md  # the cera system is named for its checkpoint
+    assert "sent identical requests" in md and "12 of 12 answers" in md
 
 
 def test_endpoint_failure_keeps_finished_rows_and_resume_finishes_the_rest(
@@ -184,3 +201,8 @@ def test_missing_checkpoint_says_how_to_train(tmp_path: Path, monkeypatch: pytes
     (tmp_path / "checkpoints" / "cera-quick").mkdir(parents=True)
     (tmp_path / "checkpoints" / "cera-quick" / "config.json").write_text("{}")
     assert resolve_cera_model(None) == "checkpoints/cera-quick"
+
+
+def test_unknown_system_is_refused_with_the_choices(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cera\\+reader"):
+        RagasEvalConfig(systems=("contriever",))
