@@ -148,11 +148,11 @@ class Question:
         return reference_text(self.evidence_texts, self.label)
 
 
-def render_question(prompt: Any, template: str) -> str:
-    """The natural question for an Evidence Inference prompt."""
+def render_question(prompt: Any, template: str | None = None) -> str:
+    """The natural question for an Evidence Inference prompt (default: the first held-out phrasing)."""
     from cera_rag.data.queries import render
 
-    return render(template, prompt)
+    return render(template or question_templates()[0], prompt)
 
 
 def select_questions(split: Any, limit: int | None) -> list[Question]:
