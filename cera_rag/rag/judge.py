@@ -214,8 +214,3 @@ def judge_llm(endpoint: LLMEndpoint) -> Any:
         base_url=endpoint.base_url, api_key=endpoint.api_key, timeout=endpoint.timeout, max_retries=endpoint.max_retries
     )
     return llm_factory(endpoint.model, client=client, max_tokens=endpoint.max_tokens, temperature=endpoint.temperature)
-
-
-def schema_json(model: type[BaseModel], **bounds: Any) -> str:
-    """``bounded_schema`` as the JSON text the server receives (for logs and tests)."""
-    return json.dumps(bounded_schema(model, **bounds))
