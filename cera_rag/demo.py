@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cera_rag.rag.ragas_eval import DEFAULT_READER_MODELS
 from cera_rag.spans import SpanDict
 
 logger = logging.getLogger(__name__)
@@ -103,8 +104,8 @@ def ensure_checkpoint(
     return str(result.output_dir)
 
 
-#: Reader checkpoints the demo looks for, best first.
-DEFAULT_READERS = ("checkpoints/cera-reader", "checkpoints/cera-reader-quick")
+#: Reader checkpoints the demo looks for, best first (the same list as the RAGAS evaluation's).
+DEFAULT_READERS = DEFAULT_READER_MODELS
 
 
 def ensure_reader(

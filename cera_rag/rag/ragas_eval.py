@@ -88,24 +88,36 @@ def system_label(system: str, cera_model: str, contriever_source: str | None = N
     return system
 
 
+def _is_hub_id(model: str) -> bool:
+    return "/" in model and not model.startswith((".", "/", "~")) and len(model.split("/")) == 2
+
+
+def _resolve_checkpoint(model: str | None, candidates: Sequence[str], missing: str, none_found: str) -> str:
+    """``model`` if it exists (or is a hub id), else the first existing folder of ``candidates``."""
+    if model:
+        if Path(model).expanduser().exists():
+            return str(Path(model).expanduser())
+        if _is_hub_id(model):
+            return model
+        raise ConfigError(missing.format(model=model))
+    for c in candidates:
+        if Path(c).is_dir():
+            return c
+    raise ConfigError(none_found.format(candidates=" or ".join(candidates)))
+
+
 def resolve_cera_model(model: str | None = None, candidates: Sequence[str] = DEFAULT_CERA_MODELS) -> str:
     """The CERA checkpoint to use: ``model`` if given, else the first of ``candidates`` that exists.
 
     Raises:
         ConfigError: If ``model`` does not exist, or none of the candidates does.
     """
-    if model:
-        if Path(model).expanduser().exists():
-            return str(Path(model).expanduser())
-        if "/" in model and not model.startswith((".", "/", "~")) and len(model.split("/")) == 2:
-            return model  # a hub id
-        raise ConfigError(f"No CERA model at {model}; train one with `cera-rag train --preset quick`.")
-    for c in candidates:
-        if (Path(c) / "config.json").exists() or Path(c).is_dir():
-            return c
-    raise ConfigError(
-        f"No CERA checkpoint at {' or '.join(candidates)}. Train one first: `cera-rag train --preset quick` "
-        "(a few minutes on CPU) or `cera-rag train --preset best`, or pass --cera-model PATH."
+    return _resolve_checkpoint(
+        model,
+        candidates,
+        "No CERA model at {model}; train one with `cera-rag train --preset quick`.",
+        "No CERA checkpoint at {candidates}. Train one first: `cera-rag train --preset quick` "
+        "(a few minutes on CPU) or `cera-rag train --preset best`, or pass --cera-model PATH.",
     )
 
 
@@ -115,18 +127,12 @@ def resolve_reader_model(model: str | None = None, candidates: Sequence[str] = D
     Raises:
         ConfigError: If there is none (the message says how to train one or drop the system).
     """
-    if model:
-        if Path(model).expanduser().exists():
-            return str(Path(model).expanduser())
-        if "/" in model and not model.startswith((".", "/", "~")) and len(model.split("/")) == 2:
-            return model
-        raise ConfigError(f"No CERA reader at {model}; train one with `cera-rag train-reader --preset quick`.")
-    for c in candidates:
-        if Path(c).is_dir():
-            return c
-    raise ConfigError(
-        f"No CERA reader at {' or '.join(candidates)}. Train one (`cera-rag train-reader --preset quick`), pass "
-        "--reader-model PATH, or leave cera+reader out of --systems."
+    return _resolve_checkpoint(
+        model,
+        candidates,
+        "No CERA reader at {model}; train one with `cera-rag train-reader --preset quick`.",
+        "No CERA reader at {candidates}. Train one (`cera-rag train-reader --preset quick`), pass "
+        "--reader-model PATH, or leave cera+reader out of --systems.",
     )
 
 
@@ -546,11 +552,9 @@ def summary_sections(meta: dict[str, Any], labels: dict[str, str]) -> list[str]:
             "",
         ]
     from cera_rag.rag.evidence import token_unit
+    from cera_rag.rag.results import format_number as fmt
 
     ev = meta.get("evidence") or {}
-
-    def fmt(x: float, digits: int = 3) -> str:
-        return "n/a" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
 
     lines += [
         f"LLM-free evidence metrics (no judge): share of the annotated evidence characters inside the context "
@@ -685,7 +689,7 @@ def default_pipelines(
     if "cera+reader" in systems:
         from cera_rag.reader import CERAReader
 
-        res.reader = CERAReader.from_pretrained(resolve_reader_model(reader_model), device=cfg.device)
+        res.reader = CERAReader.from_pretrained(reader_model or resolve_reader_model(), device=cfg.device)
     if "bm25" in systems:
         from cera_rag.rag.bm25 import PassageBM25
 

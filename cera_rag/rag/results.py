@@ -170,7 +170,8 @@ def summarise(
     return out
 
 
-def _fmt(x: Any, digits: int = 3) -> str:
+def format_number(x: Any, digits: int = 3) -> str:
+    """``x`` with ``digits`` decimals, or ``n/a`` when it is missing or not finite."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -186,7 +187,7 @@ def markdown_table(summary: Mapping[str, Any], metrics: Sequence[str]) -> str:
         cells = [system, str(entry["n"])]
         for m in metrics:
             s = entry["metrics"][m]
-            cells.append(f"{_fmt(s['mean'])} [{_fmt(s['ci95'][0])}, {_fmt(s['ci95'][1])}]")
+            cells.append(f"{format_number(s['mean'])} [{format_number(s['ci95'][0])}, {format_number(s['ci95'][1])}]")
         for m in metrics:
             s = entry["metrics"][m]
             rate = "n/a" if not entry["n"] else f"{100 * s['nan_rate']:.0f}%"
