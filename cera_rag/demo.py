@@ -291,7 +291,7 @@ def run_demo(
     from rich.console import Console
 
     from cera_rag import store
-    from cera_rag.data.dataset import load_processed
+    from cera_rag.data.dataset import PromptSelection, load_processed
     from cera_rag.evaluation.cache import model_fingerprint
     from cera_rag.paths import cache_dir
     from cera_rag.rag import pipelines
@@ -316,7 +316,8 @@ def run_demo(
         reader_path = ensure_reader(reader, max_steps, reader_output_dir, data_dir, echo=echo)
         echo(f"[bold]CERA reader:[/] {reader_path}  [dim]({time.perf_counter() - t0:.1f} s)[/]")
     t0 = time.perf_counter()
-    split = load_processed("validation", data_dir=data_dir)
+    # Only the articles the demo indexes (two spare, in case one has no evidence passage).
+    split = load_processed("validation", data_dir=data_dir, select=PromptSelection(n_articles=n_articles + 2))
     articles, examples = demo_questions(split, n_articles, n_questions)
     passages = [p for aid in articles for p in split.passages[aid]]
     encoder = store.load_encoder(checkpoint)

@@ -31,7 +31,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from cera_rag.config import load_settings, save_settings
-from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, load_processed
+from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, PromptSelection, load_processed
 from cera_rag.data.queries import TRAIN_TEMPLATES, sample_query
 from cera_rag.errors import ConfigError
 from cera_rag.model import TruncationWarning, check_output_dir
@@ -290,9 +290,17 @@ class ReaderTrainer:
                 raise ConfigError(f"--resume: no resumable run at {self.run_dir}; start without --resume.")
         check_output_dir(self.output_dir)
         set_seed(cfg.seed)
-        train = load_processed("train", cfg.data, self.data_dir, show_progress=show_progress)
+        # Only what this run reads: the sampled training prompts with every prompt of their articles
+        # (the other evidence of an article is a negative), and the first eval_max_prompts to evaluate.
+        train_select = (
+            PromptSelection(n_prompts=cfg.max_train_prompts, seed=cfg.seed, whole_articles=True)
+            if cfg.max_train_prompts
+            else None
+        )
+        train = load_processed("train", cfg.data, self.data_dir, show_progress=show_progress, select=train_select)
+        val_select = PromptSelection(n_prompts=cfg.eval_max_prompts) if cfg.eval_max_prompts else None
         val = (
-            load_processed(cfg.eval_split, cfg.data, self.data_dir, show_progress=show_progress)
+            load_processed(cfg.eval_split, cfg.data, self.data_dir, show_progress=show_progress, select=val_select)
             if cfg.eval_split
             else None
         )

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from cera_rag.config import TrainConfig, save_config
-from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, load_processed
+from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, PromptSelection, load_processed
 from cera_rag.data.queries import PAPER_TEMPLATE, TRAIN_TEMPLATES, sample_query
 from cera_rag.data.rationale import wordpiece_targets
 from cera_rag.errors import ConfigError
@@ -106,10 +106,16 @@ class Trainer:
         return self.config.data
 
     def load_data(self) -> tuple[ProcessedSplit, ProcessedSplit | None]:
-        train = load_processed("train", self._data_config(), self.data_dir, show_progress=True)
+        """The train split and the evaluation split, each processed only as far as this run reads it."""
+        cfg = self.config
+        n_train = cfg.max_train_prompts
+        train_select = PromptSelection(n_prompts=n_train, seed=cfg.seed) if n_train else None
+        train = load_processed("train", cfg.data, self.data_dir, show_progress=True, select=train_select)
         val = None
-        if self.config.eval_split:
-            val = load_processed(self.config.eval_split, self._data_config(), self.data_dir, show_progress=True)
+        if cfg.eval_split:
+            # The evaluation reads the first eval_max_prompts prompts (``dense_run(limit=...)``).
+            val_select = PromptSelection(n_prompts=cfg.eval_max_prompts) if cfg.eval_max_prompts else None
+            val = load_processed(cfg.eval_split, cfg.data, self.data_dir, show_progress=True, select=val_select)
         return train, val
 
     def build_encoder(self, source: str) -> CERAEncoder:

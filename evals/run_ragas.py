@@ -10,7 +10,8 @@ summary says whether both frameworks sent the LLM identical requests).
 Without --llm-base-url the embedded llama-cpp server runs SmolLM2-135M-Instruct locally (no key);
 it is a weak generator and a weak judge: its verdicts always parse (bounded JSON schemas compiled
 into a grammar) but rank systems only coarsely. Rows go to
-<out>/ragas_rows.jsonl as they are scored; rerunning the same command resumes.
+<out>/ragas_rows.jsonl as they are scored; rerunning the same command resumes
+(stop with Ctrl-C, or `kill PID` for a run in the background).
 Summary: <out>/ragas_summary.{md,json,png}.
 
 Runnable from the repository root without installing the package (the root is put on sys.path).
@@ -35,6 +36,14 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import typer  # noqa: E402
 
 from cera_rag.errors import CERAError  # noqa: E402
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, stopping the run the way Ctrl-C does (finished rows kept, summary written)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def run_ragas_command(
@@ -144,20 +153,26 @@ def run_ragas_command(
         restart=restart,
         device=device,
     )
-    summary = run_ragas_eval(cfg, echo=lambda line: typer.echo(line, err=True))
+    try:
+        summary = run_ragas_eval(cfg, echo=lambda line: typer.echo(line, err=True))
+    except KeyboardInterrupt as exc:  # caught here: Click turns one reaching it into "Aborted!"
+        typer.echo("interrupted: finished rows are saved; rerun the same command to resume.", err=True)
+        raise typer.Exit(143 if isinstance(exc, Terminated) else 130) from None
     md = Path(out) / "ragas_summary.md"
     typer.echo(md.read_text(encoding="utf-8") if md.exists() else summary)
 
 
 def main() -> None:
+    import signal
+
+    # A run started in the background by a script ignores Ctrl-C/SIGINT (the shell's rule for `cmd &`),
+    # so SIGTERM (`kill PID`) gets the same clean stop.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         typer.run(run_ragas_command)
     except CERAError as exc:
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        print("interrupted: finished rows are saved; rerun the same command to resume.", file=sys.stderr)
-        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ import random
 import tempfile
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cera_rag.data.negatives import NEGATIVE_STRATEGIES, NegativeMiner
 from cera_rag.data.passages import Passage, PassageMode, split_passages
@@ -93,6 +93,51 @@ class ProcessedSplit:
 
     def all_passages(self) -> list[Passage]:
         return [p for ps in self.passages.values() for p in ps]
+
+
+class PromptSelection(BaseModel):
+    """Which prompts of a split to process, so a small run reads only what it uses.
+
+    ``n_prompts`` prompts (drawn by ``seed``, or the split's first ones when ``seed`` is None), or
+    every prompt of the split's first ``n_articles`` articles; only their articles are kept.
+    ``whole_articles`` keeps every prompt of the chosen prompts' articles (a reader's "other
+    evidence" of the same article needs them).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_prompts: int | None = Field(None, ge=1)
+    n_articles: int | None = Field(None, ge=1)
+    seed: int | None = None
+    whole_articles: bool = False
+
+    @model_validator(mode="after")
+    def _one_size(self) -> PromptSelection:
+        if (self.n_prompts is None) == (self.n_articles is None):
+            raise ValueError("PromptSelection takes exactly one of n_prompts and n_articles.")
+        return self
+
+    def apply(self, data: SplitData) -> SplitData:
+        """The split cut to the selected prompts, their evidence and their articles."""
+        prompts = list(data.prompts)
+        if self.n_articles is not None:
+            first = list(dict.fromkeys(p.article_id for p in prompts))[: self.n_articles]
+            chosen = [p for p in prompts if p.article_id in set(first)]
+        elif self.n_prompts is not None and self.n_prompts < len(prompts):
+            rng = None if self.seed is None else random.Random(self.seed)
+            chosen = prompts[: self.n_prompts] if rng is None else rng.sample(prompts, self.n_prompts)
+        else:
+            chosen = prompts
+        articles = {p.article_id for p in chosen}
+        if self.whole_articles:
+            chosen = [p for p in prompts if p.article_id in articles]
+        keep = {p.prompt_id for p in chosen}
+        return replace(
+            data,
+            articles={aid: text for aid, text in data.articles.items() if aid in articles},
+            prompts=[p for p in prompts if p.prompt_id in keep],  # split order, whatever the draw
+            evidence={pid: ev for pid, ev in data.evidence.items() if pid in keep},
+        )
 
 
 def _majority_label(labels: list[str]) -> str:
@@ -248,12 +293,27 @@ def load_processed(
     data_dir: str | Path | None = None,
     use_cache: bool = True,
     show_progress: bool = False,
+    select: PromptSelection | None = None,
 ) -> ProcessedSplit:
-    """The processed split, from the cache when its key matches, else built and cached."""
+    """The processed split, from the cache when its key matches, else built and cached.
+
+    Args:
+        split: ``train`` or ``validation`` (an official split name).
+        config: How passages are cut and negatives mined (default ``DataConfig()``).
+        data_dir: The Evidence Inference folder (default ``$CERA_DATA_DIR``).
+        use_cache: Read and write the cache (``False``: always build, write nothing).
+        show_progress: Progress bars while building.
+        select: Process only these prompts and their articles (quick runs; cached under their own key).
+    """
     config = config or DataConfig()
     root = resolve_data_dir(data_dir)
     data = load_split(root, split)
-    path = cache_dir() / "processed" / f"{split}-{cache_key(root, split, config)}.json.gz"
+    key = cache_key(root, split, config)
+    if select is not None:
+        data = select.apply(data)
+        ids = "|".join(p.prompt_id for p in data.prompts)
+        key += "-" + hashlib.sha256(ids.encode()).hexdigest()[:8]  # the selection's own cache entry
+    path = cache_dir() / "processed" / f"{split}-{key}.json.gz"
     if use_cache and path.is_file():
         try:
             with gzip.open(path, "rb") as fh:

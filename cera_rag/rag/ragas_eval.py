@@ -393,6 +393,8 @@ def settings_of(
         ragas_version = ragas.__version__
     except Exception:  # noqa: BLE001 - recorded for information only
         ragas_version = "?"
+    from cera_rag.evaluation.cache import weights_digest
+
     gen = generator.public()
     jud = judge.public() if judge is not None else None
     if generator.local:
@@ -410,6 +412,9 @@ def settings_of(
         "candidates": cfg.candidates,
         "cera_model": where(cera_model),
         "reader_model": where(reader_model),
+        # A checkpoint retrained at the same path must not resume into rows of the old one.
+        "cera_weights": weights_digest(cera_model),
+        "reader_weights": weights_digest(reader_model),
         "frameworks": list(cfg.frameworks),
         "generator": gen,
         "judge": jud,

@@ -124,7 +124,10 @@ RAGAS_SCRIPT = ROOT / "evals" / "run_ragas.py"
 
 
 @pytest.mark.slow
-def test_killed_ragas_run_resumes_with_every_row_once(tmp_path: Path, tiny_bert_dir: Path) -> None:
+@pytest.mark.parametrize(
+    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
+)
+def test_killed_ragas_run_resumes_with_every_row_once(tmp_path: Path, tiny_bert_dir: Path, sig: int) -> None:
     if not RAGAS_SCRIPT.is_file():
         pytest.skip("evals/run_ragas.py is not written yet")
     pytest.importorskip("ragas", reason="the RAGAS comparison needs the [rag] extra")
@@ -145,7 +148,13 @@ def test_killed_ragas_run_resumes_with_every_row_once(tmp_path: Path, tiny_bert_
             proc = subprocess.Popen([PYTHON, *args], stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
         rows_file = out / "ragas_rows.jsonl"
         wait_for(lambda: len(_lines(rows_file)) >= 3, 600, "three scored rows", proc)
-        assert _stop(proc, signal.SIGKILL) == -signal.SIGKILL
+        rc = _stop(proc, sig)
+        if sig == signal.SIGKILL:
+            assert rc == -signal.SIGKILL
+        else:  # Ctrl-C, or `kill PID` on a run in the background: a clean stop, the partial summary written
+            assert rc == (130 if sig == signal.SIGINT else 143), log.read_text()[-2000:]
+            assert "rerun the same command to resume" in log.read_text()
+            assert (out / "ragas_summary.json").is_file()
         before = len(_lines(rows_file))
         assert before < 12, "the run must be killed before it finished"
 

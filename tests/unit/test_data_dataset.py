@@ -16,6 +16,7 @@ from cera_rag.data import dataset as dataset_mod
 from cera_rag.data.dataset import (
     DataConfig,
     ProcessedSplit,
+    PromptSelection,
     build_split,
     cache_key,
     load_processed,
@@ -210,6 +211,44 @@ def test_cache_key_follows_config_split_and_data(tmp_path: Path) -> None:
     with (root / "annotations" / "prompts_merged.csv").open("a", encoding="utf-8") as fh:
         fh.write("99999,1000,x,y,z\n")
     assert cache_key(root, "train", DataConfig()) != base
+
+
+# ------------------------------------------------------------------------------ selection
+def test_a_selection_processes_only_its_prompts_and_articles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quick run reads only what it trains on: the selected prompts, their articles, nothing else."""
+    root = write_synthetic_dataset(tmp_path / "ei", n_articles=6)  # train: 5 articles x 2 prompts
+    monkeypatch.setenv("CERA_CACHE_DIR", str(tmp_path / "cache"))
+    full = load_split(root, "train")
+    built: list[int] = []
+    real_build = dataset_mod.build_split
+
+    def counting_build(data, *args, **kwargs):  # type: ignore[no-untyped-def]
+        built.append(len(data.articles))
+        return real_build(data, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_mod, "build_split", counting_build)
+    drawn = load_processed("train", DataConfig(), root, select=PromptSelection(n_prompts=3, seed=7))
+    assert built == [len({ex.prompt.article_id for ex in drawn.examples})], "only the drawn prompts' articles"
+    assert len(drawn.examples) == 3
+    assert set(drawn.passages) == {ex.prompt.article_id for ex in drawn.examples}
+    again = PromptSelection(n_prompts=3, seed=7).apply(full)
+    assert [p.prompt_id for p in again.prompts] == [ex.prompt.prompt_id for ex in drawn.examples], "seeded"
+    assert PromptSelection(n_prompts=3, seed=8).apply(full).prompts != again.prompts, "another seed, another draw"
+
+    first = PromptSelection(n_prompts=3).apply(full)
+    assert first.prompts == full.prompts[:3]
+    whole = PromptSelection(n_prompts=3, whole_articles=True).apply(full)
+    assert whole.prompts == full.prompts[:4], "every prompt of the first prompts' two articles"
+    by_article = PromptSelection(n_articles=2).apply(full)
+    assert set(by_article.articles) == {full.prompts[0].article_id, full.prompts[2].article_id}
+    assert by_article.prompts == full.prompts[:4] and set(by_article.evidence) == {p.prompt_id for p in full.prompts[:4]}
+
+    # Its own cache entry: the full split and the selection never overwrite each other.
+    load_processed("train", DataConfig(), root)
+    load_processed("train", DataConfig(), root, select=PromptSelection(n_prompts=3, seed=7))
+    assert len(_cache_files()) == 2 and len(built) == 2, "the selection was read back from its cache"
+    with pytest.raises(ValueError, match="exactly one"):
+        PromptSelection(n_prompts=3, n_articles=2)
 
 
 def test_data_config_rejects_bad_values() -> None:

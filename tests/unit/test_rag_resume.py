@@ -192,6 +192,21 @@ def test_other_settings_refuse_to_resume_and_restart_discards(tmp_path: Path, fa
     assert len(again.scored) == 12
 
 
+def test_a_checkpoint_retrained_at_the_same_path_does_not_resume(tmp_path: Path, fake_openai: FakeOpenAI) -> None:
+    """Rows name the exact weights: new weights under the old folder name start a fresh run."""
+    model = tmp_path / "ckpt"
+    model.mkdir()
+    (model / "model.safetensors").write_bytes(b"first weights")
+    cfg = _cfg(tmp_path, fake_openai.endpoint())
+    cfg.cera_model = str(model)
+    _run(cfg, Calls())
+    _run(cfg, resumed := Calls())
+    assert resumed.scored == [], "the same weights resume"
+    (model / "model.safetensors").write_bytes(b"other weights")
+    with pytest.raises(ConfigError, match="other settings.*cera_weights"):
+        _run(cfg, Calls())
+
+
 def test_missing_checkpoint_says_how_to_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from cera_rag.rag.ragas_eval import resolve_cera_model
 
