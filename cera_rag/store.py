@@ -54,6 +54,9 @@ META_ENCODER = "cera_encoder"
 META_DIM = "cera_dim"
 META_POOLING = "cera_pooling"
 META_NORMALIZE = "cera_normalize"
+#: Distance spaces a CERA collection may use: ``ip`` (what cera-rag creates), and ``cosine`` / ``l2``
+#: (Chroma's default) for an adopted collection when the encoder normalises (see ``distance_to_score``).
+SPACES = (None, "ip", "cosine", "l2")
 #: Record-metadata key holding the ``top_fraction`` the stored ``cera_rationale_spans`` were made with.
 SPANS_FRACTION_KEY = "cera_rationale_top_fraction"
 
@@ -212,10 +215,17 @@ def check_collection(
             f"Collection {name!r} does not record a CERA encoder (no {META_ENCODER}/{META_DIM} metadata); "
             "create it with cera_rag.store.open_collection, or index into a new collection name."
         )
-    if info["space"] not in (None, "ip"):
+    if info["space"] not in SPACES:
         raise CollectionMismatchError(
             f"Collection {name!r} uses the {info['space']!r} distance; CERA collections use 'ip'. "
             "Re-index into a new collection created with cera_rag.store.open_collection."
+        )
+    unit = normalize if normalize is not None else info["normalize"]
+    if info["space"] in ("cosine", "l2") and unit is not True:
+        raise CollectionMismatchError(
+            f"Collection {name!r} uses the {info['space']!r} distance, which ranks like CERA's dot product only "
+            "for normalised vectors, and this encoder does not normalise (Contriever-style). Index into a "
+            "collection created with configuration={'hnsw': {'space': 'ip'}} (cera_rag.store.open_collection)."
         )
     problems = []
     if canonical_encoder_name(info["encoder"]) != canonical_encoder_name(encoder_name):
@@ -246,8 +256,12 @@ def open_collection(
     pooling: str | None = None,
     normalize: bool | None = None,
     create: bool = True,
+    embedding_function: Any = None,
 ) -> Any:
     """Open (or create) a CERA collection and check that it matches the encoder.
+
+    An *empty* collection that records no encoder (made with plain ``chromadb``) is adopted: the
+    encoder's identity is written into its metadata. A non-empty one is refused.
 
     Args:
         encoder_name: ``encoder.name``; recorded at creation (a local folder as its absolute path, see
@@ -261,9 +275,11 @@ def open_collection(
         pooling: Encoder pooling, recorded and compared when given.
         normalize: Whether the encoder normalises, recorded and compared when given.
         create: Create the collection when it does not exist (else ``StoreError``).
+        embedding_function: Recorded in a new collection's configuration (a ``CERAEmbeddingFunction``,
+            see ``open_for_encoder``), so ``collection.query(query_texts=...)`` works in plain Chroma.
 
     Returns:
-        The ``chromadb`` collection (no embedding function: vectors always come from the encoder).
+        The ``chromadb`` collection (cera-rag itself always passes the encoder's vectors).
 
     Raises:
         CollectionMismatchError: If the collection was built with another encoder or dimension.
@@ -282,10 +298,47 @@ def open_collection(
         if normalize is not None:
             metadata[META_NORMALIZE] = bool(normalize)
         collection = client.get_or_create_collection(
-            name, configuration={"hnsw": {"space": "ip"}}, metadata=metadata, embedding_function=None
+            name, configuration={"hnsw": {"space": "ip"}}, metadata=metadata, embedding_function=embedding_function
         )
+    if collection_encoder(collection)["encoder"] is None and collection.count() == 0:
+        _adopt(collection, encoder_name, dim, pooling, normalize)
     check_collection(collection, encoder_name, dim, pooling, normalize)
     return collection
+
+
+def _adopt(collection: Any, encoder_name: str, dim: int, pooling: str | None, normalize: bool | None) -> None:
+    """Record the encoder in an empty collection made elsewhere (its other metadata kept)."""
+    identity: dict[str, Any] = {META_ENCODER: canonical_encoder_name(encoder_name), META_DIM: int(dim)}
+    if pooling is not None:
+        identity[META_POOLING] = str(pooling)
+    if normalize is not None:
+        identity[META_NORMALIZE] = bool(normalize)
+    if _space(collection) in ("cosine", "l2") and normalize is not True:
+        check_collection(_Described(collection, identity), encoder_name, dim, pooling, normalize)  # says why not
+    # Chroma refuses ``hnsw:*`` keys in an update; they stay as they are (they are the configuration).
+    kept = {k: v for k, v in (collection.metadata or {}).items() if not str(k).startswith("hnsw:")}
+    collection.modify(metadata={**kept, **identity})
+    logger.info("Adopted the empty collection %r for encoder %s.", getattr(collection, "name", "?"), encoder_name)
+
+
+@dataclass
+class _Described:
+    """A collection seen with the identity it would get (to check it before writing anything)."""
+
+    collection: Any
+    identity: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(getattr(self.collection, "name", "?"))
+
+    @property
+    def metadata(self) -> dict[str, Any]:
+        return {**(self.collection.metadata or {}), **self.identity}
+
+    @property
+    def configuration_json(self) -> Any:
+        return getattr(self.collection, "configuration_json", None)
 
 
 def _encoder_config(encoder: Any) -> tuple[str | None, bool | None]:
@@ -294,8 +347,16 @@ def _encoder_config(encoder: Any) -> tuple[str | None, bool | None]:
 
 
 def open_for_encoder(encoder: Any, **kwargs: Any) -> Any:
-    """``open_collection`` with the name, dimension, pooling and normalisation of ``encoder``."""
+    """``open_collection`` with the name, dimension, pooling and normalisation of ``encoder``.
+
+    A new collection records ``CERAEmbeddingFunction(encoder=encoder)`` in its configuration, so
+    plain-Chroma code can query it with ``query_texts`` (see ``cera_rag.chroma_embedding``).
+    """
     pooling, normalize = _encoder_config(encoder)
+    if "embedding_function" not in kwargs and hasattr(encoder, "config"):
+        from cera_rag.chroma_embedding import CERAEmbeddingFunction
+
+        kwargs["embedding_function"] = CERAEmbeddingFunction.shared(encoder)
     return open_collection(encoder.name, encoder.dim, pooling=pooling, normalize=normalize, **kwargs)
 
 
@@ -470,9 +531,17 @@ def _stored_spans(metadata: dict[str, Any], top_fraction: float) -> list[SpanDic
         return None
 
 
-def distance_to_score(distance: float) -> float:
-    """Chroma's ``ip`` distance (``1 - q·p``) back to the dot product."""
-    return 1.0 - float(distance)
+def distance_to_score(distance: float, space: str | None = "ip") -> float:
+    """A Chroma distance back to the dot product.
+
+    ``ip``: ``1 - q·p``. ``cosine`` (``1 - cos``) and ``l2`` (squared: ``|q - p|^2 = 2 - 2 q·p``) equal
+    the dot product only for unit vectors, which is why ``check_collection`` lets only a normalising
+    encoder use a collection in those spaces (an adopted plain-Chroma collection).
+    """
+    d = float(distance)
+    if space == "l2":
+        return 1.0 - d / 2.0
+    return 1.0 - d
 
 
 def query(
@@ -515,8 +584,9 @@ def query(
     docs = (result.get("documents") or [[]])[0] or [""] * len(ids)
     metas = (result.get("metadatas") or [[]])[0] or [None] * len(ids)
     dists = (result.get("distances") or [[]])[0]
+    space = _space(collection)
     hits = [
-        Hit(id=i, text=d or "", score=distance_to_score(s), metadata=dict(m or {}))
+        Hit(id=i, text=d or "", score=distance_to_score(s, space), metadata=dict(m or {}))
         for i, d, m, s in zip(ids, docs, metas, dists, strict=True)
     ]
     stored = [_stored_spans(h.metadata, top_fraction) for h in hits]

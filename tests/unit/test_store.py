@@ -107,15 +107,59 @@ def test_mismatches_raise(encoder: Any, coll: Any, tmp_path: Path) -> None:
     assert issubclass(CollectionMismatchError, ConfigError)
 
 
-def test_foreign_collections_are_refused(encoder: Any, tmp_path: Path) -> None:
+def test_an_empty_plain_chroma_collection_is_adopted_and_a_filled_one_refused(
+    encoder: Any, tiny_bert_dir: Path, tmp_path: Path
+) -> None:
     client = store.get_client(tmp_path)
-    client.create_collection("plain-coll", embedding_function=None)
+    mine = client.get_or_create_collection("mine", metadata={"owner": "me"})  # plain Chroma: l2, default EF
+    adopted = store.open_for_encoder(encoder, client=client, name="mine")
+    assert adopted.id == mine.id
+    assert adopted.metadata["owner"] == "me" and adopted.metadata[store.META_ENCODER] == encoder.name
+    assert store._space(adopted) == "l2"
+    store.index_passages(encoder, adopted, [("a", "Pain was lower with aspirin."), ("b", "The weather is nice.")])
+    ip = store.open_for_encoder(encoder, client=client, name="cera-made")
+    store.index_passages(encoder, ip, [("a", "Pain was lower with aspirin."), ("b", "The weather is nice.")])
+    got = store.query(encoder, adopted, "aspirin pain", k=2, rationales=False)
+    want = store.query(encoder, ip, "aspirin pain", k=2, rationales=False)
+    assert [h.id for h in got] == [h.id for h in want], "l2 on unit vectors ranks like the dot product"
+    assert [h.score for h in got] == pytest.approx([h.score for h in want], abs=1e-4), "and scores the same"
+
+    filled = client.create_collection("plain-filled", embedding_function=None)
+    filled.add(ids=["x"], embeddings=[[0.0] * encoder.dim], documents=["someone else's vectors"])
     with pytest.raises(CollectionMismatchError, match="does not record a CERA encoder"):
-        store.open_for_encoder(encoder, client=client, name="plain-coll")
+        store.open_for_encoder(encoder, client=client, name="plain-filled")
+
+    contriever_style = store.load_encoder(tiny_bert_dir, contriever=True)
+    client.create_collection("plain-l2", embedding_function=None)
+    with pytest.raises(CollectionMismatchError, match="'l2'.*normalised"):
+        store.open_for_encoder(contriever_style, client=client, name="plain-l2")
+    assert store.collection_encoder(client.get_collection("plain-l2"))["encoder"] is None, "nothing written"
     meta = {store.META_ENCODER: encoder.name, store.META_DIM: 32}
     client.create_collection("l2-coll", embedding_function=None, configuration={"hnsw": {"space": "l2"}}, metadata=meta)
     with pytest.raises(CollectionMismatchError, match="'l2'"):
-        store.open_for_encoder(encoder, client=client, name="l2-coll")
+        store.open_collection(encoder.name, 32, client=client, name="l2-coll", normalize=False)
+
+
+def test_plain_chroma_queries_a_cera_collection_with_query_texts(encoder: Any, coll: Any, tmp_path: Path) -> None:
+    """The collection's configuration names the CERA embedding function; Chroma's own query path uses it."""
+    store.index_passages(encoder, coll, [("a", "Pain was lower with aspirin."), ("b", "The weather is nice.")])
+    config = coll.configuration_json["embedding_function"]
+    assert config["name"] == "cera" and config["config"]["model"] == store.canonical_encoder_name(encoder.name)
+    plain = store.get_client(tmp_path / "chroma").get_collection("unit-test")  # no embedding function passed
+    result = plain.query(query_texts=["aspirin pain"], n_results=2, include=["distances"])
+    hits = store.query(encoder, coll, "aspirin pain", k=2, rationales=False)
+    assert result["ids"][0] == [h.id for h in hits]
+    assert [1 - d for d in result["distances"][0]] == pytest.approx([h.score for h in hits], abs=1e-5)
+
+    from cera_rag.chroma_embedding import CERAEmbeddingFunction
+
+    rebuilt = CERAEmbeddingFunction.build_from_config(config["config"])
+    assert rebuilt.encoder is encoder, "the process's encoder is reused, not loaded again"
+    assert rebuilt.embed_query(["aspirin pain"])[0] == pytest.approx(encoder.encode_queries(["aspirin pain"])[0])
+    assert rebuilt(["Pain was lower."])[0] == pytest.approx(encoder.encode_passages(["Pain was lower."])[0])
+    with pytest.raises(ValueError, match="cannot change"):
+        rebuilt.validate_config_update(config["config"], {**config["config"], "model": "other/model"})
+    assert rebuilt.supported_spaces() == ["ip"]
 
 
 def test_missing_collection_without_create(encoder: Any, tmp_path: Path) -> None:

@@ -4,18 +4,29 @@ Queries and passages are encoded separately (``encode_queries`` / ``encode_passa
 their own truncation lengths), in batches of ``embed_batch_size``. Use it to build any LlamaIndex
 index over CERA vectors; with ``contriever=True`` vectors are mean-pooled and unnormalised, so
 compare them with the dot product.
+
+As a ``TransformComponent`` (``VectorStoreIndex`` ingestion, an ``IngestionPipeline``) it also
+stores each node's CERA rationale spans (``cera_rationale_spans``, offsets into ``node.text``),
+from the same forward pass as the embedding, hidden from the LLM and embedding text::
+
+    index = VectorStoreIndex.from_vector_store(ChromaVectorStore(chroma_collection=coll), embed_model=embed)
+    index.insert_nodes(nodes)            # embeddings and spans in one pass
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import threading
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.base.embeddings.base import BaseEmbedding, Embedding
 from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.schema import BaseNode, MetadataMode
 
 from cera_rag import store
+from cera_rag.spans import SPANS_KEY, remap_spans, spans_to_json
 
 
 class CERAEmbedding(BaseEmbedding):
@@ -28,6 +39,8 @@ class CERAEmbedding(BaseEmbedding):
         contriever: Contriever-style vectors: mean pooling, no normalisation.
         device: Torch device (default: the encoder's choice).
         embed_batch_size: Texts per forward pass.
+        store_spans: When embedding nodes (``__call__``), also store their rationale spans.
+        top_fraction: Share of a passage's words kept as rationale in the stored spans.
         **kwargs: Other ``BaseEmbedding`` fields (``callback_manager``, ``num_workers``...).
 
     Example:
@@ -38,8 +51,12 @@ class CERAEmbedding(BaseEmbedding):
 
     contriever: bool = Field(default=False, description="Mean pooling and unnormalised vectors (Contriever-style).")
     device: str | None = Field(default=None, description="Torch device of the encoder.")
+    store_spans: bool = Field(default=True, description="Store rationale spans on nodes at ingestion.")
+    top_fraction: float = Field(default=0.2, gt=0.0, le=1.0, description="Share of words kept as rationale.")
 
     _encoder: Any = PrivateAttr(default=None)
+    _span_batches: list[Any] | None = PrivateAttr(default=None)
+    _span_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def __init__(
         self,
@@ -48,6 +65,8 @@ class CERAEmbedding(BaseEmbedding):
         contriever: bool = False,
         device: str | None = None,
         embed_batch_size: int = 32,
+        store_spans: bool = True,
+        top_fraction: float = 0.2,
         **kwargs: Any,
     ) -> None:
         if encoder is None:
@@ -57,6 +76,8 @@ class CERAEmbedding(BaseEmbedding):
             contriever=contriever,
             device=device,
             embed_batch_size=embed_batch_size,
+            store_spans=store_spans,
+            top_fraction=top_fraction,
             **kwargs,
         )
         self._encoder = encoder
@@ -91,6 +112,12 @@ class CERAEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         if not texts:
             return []
+        if self._span_batches is not None:  # inside __call__: the same pass gives the spans
+            vectors, spans = self._encoder.encode_passages(
+                list(texts), batch_size=self.embed_batch_size, return_rationales=True, top_fraction=self.top_fraction
+            )
+            self._span_batches.append(spans)
+            return vectors.tolist()
         return self._encoder.encode_passages(list(texts), batch_size=self.embed_batch_size).tolist()
 
     async def _aget_query_embedding(self, query: str) -> Embedding:
@@ -101,3 +128,39 @@ class CERAEmbedding(BaseEmbedding):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         return await asyncio.to_thread(self._get_text_embeddings, texts)
+
+    # ------------------------------------------------------------------ ingestion
+    def __call__(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        if not self.store_spans or not nodes:
+            return super().__call__(nodes, **kwargs)
+        # LlamaIndex's own batching (events, callbacks, rate limits) runs as usual; each batch's
+        # forward pass also returns its spans, collected here in order.
+        with self._span_lock:  # one ingestion at a time collects into _span_batches
+            self._span_batches = []
+            try:
+                super().__call__(nodes, **kwargs)
+                spans = [s for batch in self._span_batches for s in batch]
+            finally:
+                self._span_batches = None
+        contents = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
+        if len(spans) != len(nodes):  # an embeddings cache answered some batches: spans in a pass of their own
+            _, spans = self._encoder.encode_passages(
+                contents, batch_size=self.embed_batch_size, return_rationales=True, top_fraction=self.top_fraction
+            )
+        for node, content, node_spans in zip(nodes, contents, spans, strict=True):
+            _store_spans(node, content, node_spans)
+        return nodes
+
+    async def acall(self, nodes: Sequence[BaseNode], **kwargs: Any) -> Sequence[BaseNode]:
+        return await asyncio.to_thread(self.__call__, nodes, **kwargs)
+
+
+def _store_spans(node: BaseNode, content: str, spans: Sequence[Any]) -> None:
+    """Spans of the embedded content (metadata header + text) moved onto ``node.text``, hidden from LLM and embedder."""
+    text = node.get_content(metadata_mode=MetadataMode.NONE)
+    offset = content.rfind(text) if text else -1
+    on_text = remap_spans(spans, [(offset, offset + len(text))]) if offset >= 0 else []
+    node.metadata[SPANS_KEY] = spans_to_json(on_text)
+    for keys in (node.excluded_embed_metadata_keys, node.excluded_llm_metadata_keys):
+        if SPANS_KEY not in keys:
+            keys.append(SPANS_KEY)

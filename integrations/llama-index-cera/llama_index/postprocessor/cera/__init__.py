@@ -1,6 +1,7 @@
 """LlamaIndex node post-processor: CERA attention spans, and the CERA reader's re-rank and evidence spans."""
 
 from llama_index.postprocessor.cera.base import ORIGINAL_SCORE_KEY, CERARationalePostprocessor
+from llama_index.postprocessor.cera.citation import CERACitationQueryEngine
 
 from cera_rag.spans import EVIDENCE_KEY, RETRIEVAL_SCORE_KEY, SPANS_KEY, parse_spans
 
@@ -9,6 +10,7 @@ __all__ = [
     "ORIGINAL_SCORE_KEY",
     "RETRIEVAL_SCORE_KEY",
     "SPANS_KEY",
+    "CERACitationQueryEngine",
     "CERARationalePostprocessor",
     "parse_spans",
 ]

@@ -9,15 +9,17 @@ Use it after any retriever (``CERARetriever``, a ``VectorStoreIndex``, BM25...):
 * with a reader (``reader_model=`` / ``reader=``), the nodes are re-ranked by the
   ``CERAReader`` (a cross-encoder that reads question and passage together), the retriever's
   score is kept as ``retrieval_score`` (as LlamaIndex's rerankers do), and each node gets
-  ``cera_evidence_spans``: the evidence for *this* question. The RERANKING callback event and
-  the ``ReRankStartEvent`` / ``ReRankEndEvent`` dispatcher events are emitted.
+  ``cera_evidence_spans``: the evidence for *this* question.
 
-Both may be given. Spans and scores are hidden from the LLM and embedding text.
+Each re-rank (encoder or reader) emits the RERANKING callback event and the ``ReRankStartEvent`` /
+``ReRankEndEvent`` dispatcher events. Both may be given. Spans and scores are hidden from the LLM and embedding text.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -159,11 +161,42 @@ class CERARationalePostprocessor(BaseNodePostprocessor):
         if not nodes:
             return []
         if self._encoder is not None:
-            nodes = self._attention(nodes, query_bundle)
+            if self.rerank:
+                assert query_bundle is not None
+                with self._reranking(nodes, query_bundle, str(self.model_name), self.top_n) as done:
+                    nodes = done(self._attention(nodes, query_bundle))
+            else:
+                nodes = self._attention(nodes, query_bundle)
         if self._reader is not None:
             assert query_bundle is not None
-            nodes = self._read(nodes, query_bundle)
+            with self._reranking(nodes, query_bundle, str(self.reader_model), self.top_n) as done:
+                nodes = done(self._read(nodes, query_bundle))
         return nodes
+
+    @contextlib.contextmanager
+    def _reranking(
+        self, nodes: list[NodeWithScore], query_bundle: QueryBundle, model: str, top_n: int | None
+    ) -> Iterator[Callable[[list[NodeWithScore]], list[NodeWithScore]]]:
+        """The RERANKING callback event and the ReRankStart/End dispatcher events around one re-rank."""
+        dispatcher.event(ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=top_n or len(nodes), model_name=model))
+        with self.callback_manager.event(
+            CBEventType.RERANKING,
+            payload={
+                EventPayload.NODES: nodes,
+                EventPayload.MODEL_NAME: model,
+                EventPayload.QUERY_STR: query_bundle.query_str,
+                EventPayload.TOP_K: top_n,
+            },
+        ) as event:
+            result: list[list[NodeWithScore]] = []
+
+            def done(out: list[NodeWithScore]) -> list[NodeWithScore]:
+                event.on_end(payload={EventPayload.NODES: out})
+                result.append(out)
+                return out
+
+            yield done
+        dispatcher.event(ReRankEndEvent(nodes=result[0] if result else []))
 
     def _attention(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> list[NodeWithScore]:
         """The encoder's attention spans (and its re-rank when ``rerank``)."""
@@ -197,41 +230,26 @@ class CERARationalePostprocessor(BaseNodePostprocessor):
         return out
 
     def _read(self, nodes: list[NodeWithScore], query_bundle: QueryBundle) -> list[NodeWithScore]:
-        """Re-rank by the reader, keep ``retrieval_score``, add ``cera_evidence_spans``; emit RERANKING events."""
-        model = str(self.reader_model)
-        dispatcher.event(
-            ReRankStartEvent(query=query_bundle, nodes=nodes, top_n=self.top_n or len(nodes), model_name=model)
+        """Re-rank by the reader, keep ``retrieval_score``, add ``cera_evidence_spans``."""
+        texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
+        ranked = self._reader.rerank(
+            query_bundle.query_str,
+            texts,
+            top_fraction=self.top_fraction,
+            threshold=self.evidence_threshold,
+            first_stage_scores=[n.score for n in nodes],
+            fusion_weight=self.fusion_weight,
         )
-        with self.callback_manager.event(
-            CBEventType.RERANKING,
-            payload={
-                EventPayload.NODES: nodes,
-                EventPayload.MODEL_NAME: model,
-                EventPayload.QUERY_STR: query_bundle.query_str,
-                EventPayload.TOP_K: self.top_n,
-            },
-        ) as event:
-            texts = [n.node.get_content(metadata_mode=MetadataMode.NONE) for n in nodes]
-            ranked = self._reader.rerank(
-                query_bundle.query_str,
-                texts,
-                top_fraction=self.top_fraction,
-                threshold=self.evidence_threshold,
-                first_stage_scores=[n.score for n in nodes],
-                fusion_weight=self.fusion_weight,
-            )
-            out: list[NodeWithScore] = []
-            for r in ranked:
-                n = nodes[r.index]
-                if not np.isfinite(r.score):  # an empty node: not read, kept last as it was
-                    out.append(n)
-                    continue
-                extra = {EVIDENCE_KEY: spans_to_json(r.spans), RETRIEVAL_SCORE_KEY: n.score}
-                out.append(_with_metadata(n, extra, r.score, hidden=(EVIDENCE_KEY, RETRIEVAL_SCORE_KEY)))
-            if self.top_n is not None:
-                out = out[: self.top_n]
-            event.on_end(payload={EventPayload.NODES: out})
-        dispatcher.event(ReRankEndEvent(nodes=out))
+        out: list[NodeWithScore] = []
+        for r in ranked:
+            n = nodes[r.index]
+            if not np.isfinite(r.score):  # an empty node: not read, kept last as it was
+                out.append(n)
+                continue
+            extra = {EVIDENCE_KEY: spans_to_json(r.spans), RETRIEVAL_SCORE_KEY: n.score}
+            out.append(_with_metadata(n, extra, r.score, hidden=(EVIDENCE_KEY, RETRIEVAL_SCORE_KEY)))
+        if self.top_n is not None:
+            out = out[: self.top_n]
         return out
 
 
