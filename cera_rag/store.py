@@ -125,13 +125,27 @@ def default_store_path() -> Path:
     return Path(env).expanduser() if env else cache_dir() / "chroma"
 
 
-def get_client(path: str | os.PathLike[str] | None = None, host: str | None = None, port: int | None = None) -> Any:
+def get_client(
+    path: str | os.PathLike[str] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    ssl: bool = False,
+    headers: Mapping[str, str] | None = None,
+    tenant: str | None = None,
+    database: str | None = None,
+) -> Any:
     """A Chroma client: embedded ``PersistentClient`` at ``path``, or ``HttpClient`` when host/port are given.
 
     Args:
         path: Folder of the embedded store (created if needed); default ``default_store_path()``.
         host: Host of a ``chroma run`` server (e.g. ``127.0.0.1``); selects the HTTP client.
         port: Port of that server (default 8000).
+        ssl: Talk HTTPS to the server.
+        headers: HTTP headers sent with every request (e.g. ``{"Authorization": "Bearer ..."}`` or
+            ``{"X-Chroma-Token": ...}`` for a server with token auth).
+        tenant: Chroma tenant (default ``default_tenant``).
+        database: Chroma database (default ``default_database``).
 
     Raises:
         StoreError: If both a path and a host are given, or the server cannot be reached.
@@ -140,20 +154,35 @@ def get_client(path: str | os.PathLike[str] | None = None, host: str | None = No
     from chromadb.config import Settings
 
     settings = Settings(anonymized_telemetry=False)
+    scope: dict[str, str] = {}
+    if tenant is not None:
+        scope["tenant"] = tenant
+    if database is not None:
+        scope["database"] = database
     if host is not None or port is not None:
         if path is not None:
             raise StoreError("Give either a store path (embedded Chroma) or host/port (a Chroma server), not both.")
         host, port = host or "127.0.0.1", int(port or 8000)
         try:
-            return chromadb.HttpClient(host=host, port=port, settings=settings)
+            return chromadb.HttpClient(
+                host=host, port=port, ssl=ssl, headers=dict(headers) if headers else None, settings=settings, **scope
+            )
         except Exception as exc:  # chromadb raises plain ValueError/ConnectionError subclasses
+            scheme = "https" if ssl else "http"
             raise StoreError(
-                f"Cannot reach a Chroma server at {host}:{port} ({exc}); start one with "
-                f"`chroma run --host {host} --port {port} --path DIR`."
+                f"Cannot reach a Chroma server at {scheme}://{host}:{port} ({exc}); start one with "
+                f"`chroma run --host {host} --port {port} --path DIR`, or check its tenant, database and auth headers."
             ) from exc
+    if ssl or headers:
+        raise StoreError("ssl and headers apply to a Chroma server (host/port), not to an embedded store path.")
     folder = Path(path).expanduser() if path is not None else default_store_path()
     folder.mkdir(parents=True, exist_ok=True)
-    return chromadb.PersistentClient(path=str(folder), settings=settings)
+    try:
+        return chromadb.PersistentClient(path=str(folder), settings=settings, **scope)
+    except Exception as exc:  # an unknown tenant or database
+        if not scope:
+            raise
+        raise StoreError(f"Cannot open {folder} with {scope} ({exc}); create the tenant/database first.") from exc
 
 
 # ------------------------------------------------------------------------------------ collection

@@ -92,6 +92,17 @@ def corpus() -> list[tuple[str, str, dict[str, Any]]]:
 
 
 @pytest.fixture()
+def reader(tiny_bert_dir: Path) -> Any:
+    """An untrained CERAReader on the tiny BERT (its scores and spans are arbitrary but well formed)."""
+    import torch
+
+    from cera_rag.reader import CERAReader
+
+    torch.manual_seed(1)
+    return CERAReader.from_base(str(tiny_bert_dir))
+
+
+@pytest.fixture()
 def collection(encoder: Any, tmp_path: Path, corpus: list[tuple[str, str, dict[str, Any]]]) -> Any:
     """An embedded Chroma collection in a temp dir, holding ``CORPUS`` embedded by ``encoder``."""
     from cera_rag import store

@@ -232,16 +232,6 @@ async def test_compressor_async_and_empty(encoder: Any) -> None:
 
 
 # ------------------------------------------------------------------------------------ reader
-@pytest.fixture()
-def reader(tiny_bert_dir: Path) -> Any:
-    import torch
-
-    from cera_rag.reader import CERAReader
-
-    torch.manual_seed(1)
-    return CERAReader.from_base(str(tiny_bert_dir))
-
-
 def test_compressor_reader_reranks_and_marks_evidence(encoder: Any, reader: Any, corpus: list) -> None:
     from langchain_cera import EVIDENCE_KEY, READER_SCORE_KEY
     from langchain_core.documents import Document
