@@ -30,7 +30,7 @@ from cera_rag.data.queries import PAPER_TEMPLATE, TRAIN_TEMPLATES, sample_query
 from cera_rag.data.rationale import wordpiece_targets
 from cera_rag.errors import ConfigError
 from cera_rag.evaluation.retrieval import TRAIN_METRICS, build_qrels, dense_run, evaluate_run
-from cera_rag.losses import AttentionAlignmentLoss, TripletLoss
+from cera_rag.losses import AttentionAlignmentLoss, ranking_loss
 from cera_rag.model import CERAEncoder, check_output_dir
 from cera_rag.run_state import RunState, adamw_groups, trim_log
 
@@ -151,7 +151,7 @@ class Trainer:
         encoder: CERAEncoder,
         split: ProcessedSplit,
         batch: Batch,
-        triplet: TripletLoss,
+        triplet: torch.nn.Module,
         align: AttentionAlignmentLoss,
     ) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.config
@@ -224,11 +224,8 @@ class Trainer:
         if resume:
             encoder.config.base_model = cfg.base_model
         encoder.name = str(self.output_dir)
-        triplet = TripletLoss(
-            margin=cfg.margin,
-            loss=cfg.loss,
-            temperature=cfg.temperature,
-            in_batch_negatives=cfg.in_batch_negatives,
+        triplet = ranking_loss(
+            cfg.loss, margin=cfg.margin, temperature=cfg.temperature, in_batch_negatives=cfg.in_batch_negatives
         )
         align = AttentionAlignmentLoss(support=cfg.alignment_support)
         steps_per_epoch = len(epoch_batches(train, cfg, 0))

@@ -124,9 +124,7 @@ RAGAS_SCRIPT = ROOT / "evals" / "run_ragas.py"
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"]
-)
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_killed_ragas_run_resumes_with_every_row_once(tmp_path: Path, tiny_bert_dir: Path, sig: int) -> None:
     if not RAGAS_SCRIPT.is_file():
         pytest.skip("evals/run_ragas.py is not written yet")

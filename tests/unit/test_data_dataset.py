@@ -241,7 +241,9 @@ def test_a_selection_processes_only_its_prompts_and_articles(tmp_path: Path, mon
     assert whole.prompts == full.prompts[:4], "every prompt of the first prompts' two articles"
     by_article = PromptSelection(n_articles=2).apply(full)
     assert set(by_article.articles) == {full.prompts[0].article_id, full.prompts[2].article_id}
-    assert by_article.prompts == full.prompts[:4] and set(by_article.evidence) == {p.prompt_id for p in full.prompts[:4]}
+    assert by_article.prompts == full.prompts[:4] and set(by_article.evidence) == {
+        p.prompt_id for p in full.prompts[:4]
+    }
 
     # Its own cache entry: the full split and the selection never overwrite each other.
     load_processed("train", DataConfig(), root)

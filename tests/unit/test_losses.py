@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cera_rag.losses import AttentionAlignmentLoss, TripletLoss
+from cera_rag.losses import AttentionAlignmentLoss, InfoNCELoss, TripletLoss, ranking_loss
 
 # ---------------------------------------------------------------------------------------------
 # Fixtures: 2-d unit vectors with known cosines (scaled, so the loss must normalise them).
@@ -95,18 +95,18 @@ def test_infonce_batch_hand_values() -> None:
     l1 = -1.2 + math.log(e(1.2) + e(1.6) + e(1.6) + e(0.0) + e(1.2))
     # q2: pos 0.6 | p1 0.8, n11 0.6, n12 1.0, n21 0.8
     l2 = -1.2 + math.log(e(1.2) + e(1.6) + e(1.2) + e(2.0) + e(1.6))
-    loss = TripletLoss(loss="infonce", temperature=0.5, in_batch_negatives=True)(q, p, n, n_mask)
+    loss = InfoNCELoss(temperature=0.5, in_batch_negatives=True)(q, p, n, n_mask)
     assert loss.item() == pytest.approx((l1 + l2) / 2, abs=1e-5)
     # Own hard negatives only: q1: pos 0.6 | 0.8, 0.0 ; q2: pos 0.6 | 0.8
     l1 = -1.2 + math.log(e(1.2) + e(1.6) + e(0.0))
     l2 = -1.2 + math.log(e(1.2) + e(1.6))
-    loss = TripletLoss(loss="infonce", temperature=0.5, in_batch_negatives=False)(q, p, n, n_mask)
+    loss = InfoNCELoss(temperature=0.5, in_batch_negatives=False)(q, p, n, n_mask)
     assert loss.item() == pytest.approx((l1 + l2) / 2, abs=1e-5)
 
 
 def test_infonce_without_negatives_is_zero() -> None:
     q, p = torch.randn(1, 4), torch.randn(1, 4)
-    loss = TripletLoss(loss="infonce")(q, p)
+    loss = InfoNCELoss()(q, p)
     assert loss.item() == pytest.approx(0.0, abs=1e-7)  # -log(e^s / e^s)
 
 
@@ -116,7 +116,7 @@ def test_matches_loop_reference_with_ragged_negatives(loss: str, in_batch: bool)
     torch.manual_seed(0)
     q, p, n = torch.randn(4, 8), torch.randn(4, 8), torch.randn(4, 3, 8)
     n_mask = torch.tensor([[1, 1, 1], [1, 0, 0], [0, 0, 0], [1, 1, 0]], dtype=torch.bool)
-    fn = TripletLoss(margin=0.5, loss=loss, temperature=0.1, in_batch_negatives=in_batch)  # type: ignore[arg-type]
+    fn = ranking_loss(loss, margin=0.5, temperature=0.1, in_batch_negatives=in_batch)  # type: ignore[arg-type]
     expected = _reference(q, p, n, n_mask, loss, margin=0.5, temperature=0.1, in_batch=in_batch)
     assert fn(q, p, n, n_mask).item() == pytest.approx(expected, rel=1e-5, abs=1e-6)
 
@@ -131,7 +131,7 @@ def test_masked_negatives_equal_dropped_rows(loss: str, in_batch: bool) -> None:
     q, p, n = torch.randn(3, 6), torch.randn(3, 6), torch.randn(3, 4, 6)
     n_mask = torch.ones(3, 4, dtype=torch.bool)
     n_mask[:, 2:] = False
-    fn = TripletLoss(loss=loss, in_batch_negatives=in_batch)  # type: ignore[arg-type]
+    fn = ranking_loss(loss, in_batch_negatives=in_batch)  # type: ignore[arg-type]
     masked = fn(q, p, n, n_mask)
     dropped = fn(q, p, n[:, :2])
     torch.testing.assert_close(masked, dropped, rtol=1e-6, atol=1e-7)
@@ -143,7 +143,7 @@ def test_padding_values_never_matter(loss: str, in_batch: bool) -> None:
     torch.manual_seed(2)
     q, p, n = torch.randn(3, 5), torch.randn(3, 5), torch.randn(3, 3, 5)
     n_mask = torch.tensor([[1, 0, 0], [1, 1, 0], [1, 1, 1]], dtype=torch.bool)
-    fn = TripletLoss(margin=1.0, loss=loss, in_batch_negatives=in_batch)  # type: ignore[arg-type]
+    fn = ranking_loss(loss, margin=1.0, in_batch_negatives=in_batch)  # type: ignore[arg-type]
     reference = fn(q, p, n, n_mask)
 
     garbage = n.clone()
@@ -187,7 +187,7 @@ def test_zero_negatives_k0() -> None:
     torch.manual_seed(3)
     q, p = torch.randn(3, 4), torch.randn(3, 4)
     for kind in ("triplet", "infonce"):
-        fn = TripletLoss(loss=kind)  # type: ignore[arg-type]
+        fn = ranking_loss(kind)  # type: ignore[arg-type]
         torch.testing.assert_close(fn(q, p, torch.randn(3, 0, 4)), fn(q, p))
 
 
@@ -196,7 +196,7 @@ def test_triplet_gradient_lowers_loss() -> None:
     q = torch.randn(4, 8, requires_grad=True)
     p, n = torch.randn(4, 8), torch.randn(4, 3, 8)
     for kind in ("triplet", "infonce"):
-        fn = TripletLoss(margin=0.5, loss=kind, temperature=0.1)  # type: ignore[arg-type]
+        fn = ranking_loss(kind, margin=0.5, temperature=0.1)  # type: ignore[arg-type]
         qq = q.detach().clone().requires_grad_(True)
         opt = torch.optim.SGD([qq], lr=0.5)
         start = fn(qq, p, n).item()
@@ -234,14 +234,18 @@ def test_triplet_shape_errors(
     n_mask = torch.ones(mask_shape, dtype=torch.bool) if mask_shape else None
     for kind in ("triplet", "infonce"):
         with pytest.raises(ValueError):
-            TripletLoss(loss=kind)(torch.randn(q_shape), torch.randn(p_shape), n, n_mask)  # type: ignore[arg-type]
+            ranking_loss(kind)(torch.randn(q_shape), torch.randn(p_shape), n, n_mask)  # type: ignore[arg-type]
 
 
 def test_triplet_bad_arguments() -> None:
     with pytest.raises(ValueError, match="loss"):
-        TripletLoss(loss="hinge")  # type: ignore[arg-type]
+        ranking_loss("hinge")  # type: ignore[arg-type]
+    chosen = ranking_loss("infonce", margin=0.3, temperature=0.1, in_batch_negatives=False)
+    assert isinstance(chosen, InfoNCELoss) and chosen.temperature == 0.1 and not chosen.in_batch_negatives
+    hinge = ranking_loss("triplet", margin=0.3, temperature=0.1)
+    assert isinstance(hinge, TripletLoss) and hinge.margin == 0.3 and hinge.in_batch_negatives
     with pytest.raises(ValueError, match="temperature"):
-        TripletLoss(temperature=0.0)
+        InfoNCELoss(temperature=0.0)
     with pytest.raises(ValueError, match="margin"):
         TripletLoss(margin=-0.1)
 

@@ -27,7 +27,11 @@ def judge_reply(body: dict[str, Any]) -> str:
         return json.dumps({"statements": STATEMENTS})
     verdicts = [1, 0, 1]
     return json.dumps(
-        {"statements": [{"statement": s, "reason": "r", "verdict": v} for s, v in zip(STATEMENTS, verdicts, strict=True)]}
+        {
+            "statements": [
+                {"statement": s, "reason": "r", "verdict": v} for s, v in zip(STATEMENTS, verdicts, strict=True)
+            ]
+        }
     )
 
 
