@@ -25,6 +25,7 @@ import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
+from cera_rag.encoders import canonical_encoder_name, load_encoder
 from cera_rag.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,8 +45,6 @@ def _identity(config: dict[str, Any]) -> tuple[Any, ...]:
 
 @functools.lru_cache(maxsize=2)
 def _load(model: str, pooling: str | None, normalize: bool | None) -> Any:
-    from cera_rag.store import load_encoder
-
     return load_encoder(model, pooling=pooling, normalize=normalize)
 
 
@@ -75,8 +74,6 @@ class CERAEmbeddingFunction(EmbeddingFunction[Documents]):
         if encoder is None:
             if not model:
                 raise ConfigError("CERAEmbeddingFunction needs a model (checkpoint folder or hub id) or an encoder.")
-            from cera_rag.store import load_encoder
-
             encoder = load_encoder(model, pooling=pooling, normalize=normalize, device=device)
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
@@ -111,8 +108,6 @@ class CERAEmbeddingFunction(EmbeddingFunction[Documents]):
         return ["ip"]
 
     def get_config(self) -> dict[str, Any]:
-        from cera_rag.store import canonical_encoder_name
-
         cfg = self.encoder.config
         return {
             "model": canonical_encoder_name(self.encoder.name),

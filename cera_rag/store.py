@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+# Re-exported: ``store.load_encoder`` and friends are where callers have always found them.
+from cera_rag.encoders import CONTRIEVER_MODEL, canonical_encoder_name, default_contriever_model, load_encoder
 from cera_rag.errors import ConfigError
 from cera_rag.spans import SPANS_KEY, SpanDict, SpanFormatError, parse_spans, span_to_dict, spans_to_json
 
@@ -42,12 +44,31 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+__all__ = [
+    "CONTRIEVER_MODEL",
+    "CollectionMismatchError",
+    "Hit",
+    "IndexReport",
+    "StoreError",
+    "canonical_encoder_name",
+    "check_collection",
+    "check_encoder",
+    "collection_encoder",
+    "default_contriever_model",
+    "get_client",
+    "index_passages",
+    "load_encoder",
+    "open_collection",
+    "open_for_encoder",
+    "passages_from_directory",
+    "passages_from_split",
+    "query",
+]
+
 #: Collection used when none is named.
 DEFAULT_COLLECTION = "cera-passages"
 #: Collection of the Contriever-style baseline when none is named.
 CONTRIEVER_COLLECTION = "contriever-passages"
-#: Hub id of the Contriever checkpoint the comparison uses where the hub is reachable.
-CONTRIEVER_MODEL = "facebook/contriever"
 
 #: Collection-metadata keys that record the encoder a collection was built with.
 META_ENCODER = "cera_encoder"
@@ -186,22 +207,6 @@ def get_client(
 
 
 # ------------------------------------------------------------------------------------ collection
-def canonical_encoder_name(name: str | os.PathLike[str]) -> str:
-    """The name recorded for an encoder: a local model folder becomes its absolute path, anything else is kept.
-
-    ``checkpoints/cera-best`` and ``/repo/checkpoints/cera-best`` then name the same encoder, so a
-    collection built from one working directory can be queried from another.
-    """
-    text = str(name)
-    try:
-        path = Path(text).expanduser()
-        if path.is_dir():
-            return str(path.resolve())
-    except (OSError, ValueError):  # a hub id that is no valid path on this system
-        pass
-    return text
-
-
 def _space(collection: Any) -> str | None:
     # The raw JSON: the parsed ``configuration`` warns about the "legacy" (absent) embedding function.
     config = getattr(collection, "configuration_json", None)
@@ -683,64 +688,3 @@ def passages_from_split(
     from cera_rag.data.dataset import load_processed
 
     return load_processed(split, config, data_dir=Path(data_dir) if data_dir is not None else None).all_passages()
-
-
-# -------------------------------------------------------------------------------------- encoders
-def default_contriever_model() -> str:
-    """``facebook/contriever`` when the hub is usable (online, or the model is cached), else MiniLM.
-
-    On an offline machine the off-the-shelf ``all-MiniLM-L6-v2`` (shipped as a Python package)
-    stands in, used the way Contriever is: mean pooling, unnormalised dot product.
-    """
-    from cera_rag.paths import DEFAULT_BASE_MODEL
-
-    offline = any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-    if not offline:
-        return CONTRIEVER_MODEL
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        cached = try_to_load_from_cache(CONTRIEVER_MODEL, "config.json")
-    except Exception:  # noqa: BLE001 - any failure means "not cached"
-        cached = None
-    return CONTRIEVER_MODEL if isinstance(cached, str) else DEFAULT_BASE_MODEL
-
-
-def load_encoder(
-    name_or_path: str | os.PathLike[str] | None = None,
-    *,
-    contriever: bool = False,
-    device: str | None = None,
-    pooling: str | None = None,
-    normalize: bool | None = None,
-    backend: str = "torch",
-) -> Any:
-    """Load a ``CERAEncoder``; ``contriever=True`` makes it Contriever-style (mean pooling, unnormalised).
-
-    Args:
-        name_or_path: Checkpoint folder or hub id. Required unless ``contriever`` (then the default
-            is ``default_contriever_model()``).
-        contriever: Use mean pooling and unnormalised vectors, as Contriever is used.
-        device: Torch device; default picks one.
-        pooling: Override the checkpoint's pooling (``"mean"`` or ``"cls"``).
-        normalize: Override the checkpoint's normalisation.
-        backend: ``torch``, or ``onnx`` / ``onnx-int8`` for ONNX Runtime on the CPU (the ``fast`` extra).
-    """
-    from cera_rag.model import CERAEncoder
-    from cera_rag.paths import resolve_model_path
-
-    if contriever:
-        pooling = pooling or "mean"
-        normalize = False if normalize is None else normalize
-        if name_or_path is None:
-            name_or_path = default_contriever_model()
-    if name_or_path is None:
-        raise ConfigError("Give a model: a checkpoint folder (e.g. checkpoints/cera-best) or a hub id.")
-    kwargs: dict[str, Any] = {"device": device, "backend": backend}
-    if pooling is not None:
-        kwargs["pooling"] = pooling
-    if normalize is not None:
-        kwargs["normalize"] = normalize
-    return CERAEncoder.from_pretrained(resolve_model_path(name_or_path), **kwargs)

@@ -22,32 +22,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cera_rag.data.config import DataConfig
 from cera_rag.data.negatives import NEGATIVE_STRATEGIES, NegativeMiner
-from cera_rag.data.passages import Passage, PassageMode, split_passages
+from cera_rag.data.passages import Passage, split_passages
 from cera_rag.data.positives import find_positives
 from cera_rag.data.reader import Prompt, SplitData, load_split, resolve_data_dir
 from cera_rag.errors import DataError
 from cera_rag.paths import cache_dir
 
 CACHE_VERSION = 4
-
-
-class DataConfig(BaseModel):
-    """How a split is turned into retrieval examples (hashed into the cache key)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    passage_mode: PassageMode = "sentences"
-    max_words: int = Field(64, ge=4, description="Word budget of a packed passage (sentences mode).")
-    window_words: int = Field(50, ge=4, description="Window size (windows mode; the paper's 50).")
-    overlap_words: int = Field(10, ge=0, description="Window overlap (windows mode; the paper's 10).")
-    min_positive_overlap: int = Field(
-        8, ge=1, description="Characters of evidence a passage must hold to count as a positive."
-    )
-    negatives_per_query: int = Field(5, ge=1, description="Negatives mined per strategy and prompt.")
-    hybrid_pool: int = Field(10, ge=1, description="Hybrid: re-rank the BM25 top-m by subjectivity.")
-    spacy_model: str = "en_core_web_sm"
-    seed: int = 13
 
 
 @dataclass

@@ -28,7 +28,7 @@ from cera_rag.data.positives import overlaps_any
 from cera_rag.data.reader import Prompt
 
 if TYPE_CHECKING:
-    from cera_rag.data.dataset import DataConfig
+    from cera_rag.data.config import DataConfig
 
 NEGATIVE_STRATEGIES = ("random", "bm25", "subjective", "hybrid")
 

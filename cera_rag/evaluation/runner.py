@@ -149,8 +149,8 @@ def load_encoder(spec: str, backend: str = "torch") -> Any:
     Returns:
         A ``CERAEncoder`` in eval mode.
     """
+    from cera_rag.encoders import load_encoder as load
     from cera_rag.errors import ConfigError
-    from cera_rag.model import CERAEncoder
 
     name, pooling = spec, None
     if spec in ALIASES:
@@ -159,7 +159,7 @@ def load_encoder(spec: str, backend: str = "torch") -> Any:
         name, _, pooling = spec.rpartition("@")
         if pooling not in ("cls", "mean"):
             raise ConfigError(f"Unknown pooling suffix @{pooling} in {spec!r}; use @cls or @mean.")
-    return CERAEncoder.from_pretrained(name, pooling=pooling, backend=resolve_backend(backend))  # type: ignore[arg-type]
+    return load(name, pooling=pooling, backend=resolve_backend(backend))
 
 
 def load_reader(spec: str, backend: str = "auto") -> Any:
