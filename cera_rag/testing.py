@@ -1,17 +1,68 @@
-"""Assertions for tests that compare results across backends, thread counts or machines.
+"""Test helpers shared by the repository's tests and both integrations' tests.
 
-Two backends (PyTorch and ONNX Runtime, fp32 and int8) or two machines compute the same floats
-to a tolerance, not bit for bit: ids, texts and span offsets must match exactly, scores and span
-weights within a tolerance.
+* ``write_tiny_bert``: a tiny random BERT (safetensors) and its WordPiece tokenizer, built from a
+  ``BertConfig`` (no download), the encoder every fast test uses.
+* ``assert_metadata_close``: two backends (PyTorch and ONNX Runtime, fp32 and int8) or two
+  machines compute the same floats to a tolerance, not bit for bit: ids, texts and span offsets
+  must match exactly, scores and span weights within a tolerance.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from cera_rag.spans import SPANS_KEY
+
+#: A small vocabulary that covers the synthetic articles and queries used in tests.
+TINY_BERT_WORDS = (
+    "the a an of in on at to and or with was were is are be for by from as than versus vs compared "
+    "patients group groups placebo drug aspirin pain score scores headache headaches duration weeks week "
+    "months trial randomized randomised control controlled significantly significant increased decreased "
+    "reduced reduce lower higher difference differences no not effect effects outcome outcomes result results "
+    "we believe may might could should suggest suggests think interesting important further research needed "
+    "introduction background discussion conclusion methods method study studies mean sd ci p hr rr or "
+    "blood pressure mortality risk rate rates treatment treatments intervention comparator dose daily "
+    "what did does how which whose compare characterize reported between those receiving respect "
+    "this that these it its our their there here has have had been vitamin d e insulin metformin "
+    "improved improve worse better outcome title abstract body results methods evidence"
+).split()
+
+
+def write_tiny_bert(path: Path, seed: int = 0) -> Path:
+    """Write a tiny random BERT (2 layers, 4 heads, width 32; safetensors) and its WordPiece tokenizer.
+
+    Args:
+        path: The folder (created if needed).
+        seed: Seeds the random weights: two seeds give two different encoders.
+
+    Returns:
+        ``path``.
+    """
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = list("0123456789.,;:%()=<>-+/!?'\"abcdefghijklmnopqrstuvwxyz")
+    vocab = specials + sorted(set(TINY_BERT_WORDS)) + chars + ["##" + c for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast.from_pretrained(str(path), do_lower_case=True)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=256,
+    )
+    BertModel(config).save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
 
 #: Metadata keys that hold span JSON (compared span by span, weights with the tolerance).
 SPAN_KEYS = (SPANS_KEY, "cera_evidence_spans")

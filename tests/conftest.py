@@ -10,50 +10,13 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-# A small vocabulary that covers the synthetic articles and queries used in tests.
-_WORDS = (
-    "the a an of in on at to and or with was were is are be for by from as than versus vs compared "
-    "patients group groups placebo drug aspirin pain score scores headache headaches duration weeks week "
-    "months trial randomized randomised control controlled significantly significant increased decreased "
-    "reduced reduce lower higher difference differences no not effect effects outcome outcomes result results "
-    "we believe may might could should suggest suggests think interesting important further research needed "
-    "introduction background discussion conclusion methods method study studies mean sd ci p hr rr or "
-    "blood pressure mortality risk rate rates treatment treatments intervention comparator dose daily "
-    "what did does how which whose compare characterize reported between those receiving respect "
-    "this that these it its our their there here has have had been vitamin d e insulin metformin "
-    "improved improve worse better outcome title abstract body results methods evidence"
-).split()
-
-
-def _write_tiny_bert(path: Path, seed: int = 0) -> Path:
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    chars = list("0123456789.,;:%()=<>-+/!?'\"abcdefghijklmnopqrstuvwxyz")
-    vocab = specials + sorted(set(_WORDS)) + chars + ["##" + c for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast.from_pretrained(str(path), do_lower_case=True)
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=256,
-    )
-    model = BertModel(config)
-    model.save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
-    return path
+from cera_rag.testing import write_tiny_bert  # noqa: E402 - after the offline switches
 
 
 @pytest.fixture(scope="session")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding a tiny random BERT (safetensors) and its WordPiece tokenizer."""
-    return _write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+    return write_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
 
 
 @pytest.fixture()

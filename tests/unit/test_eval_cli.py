@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import _write_tiny_bert
 from typer.testing import CliRunner
 
 from cera_rag.cli import app
+from cera_rag.testing import write_tiny_bert
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,7 +76,7 @@ def test_seed_group_and_limit(synthetic_data_dir: Path, tmp_path: Path) -> None:
     from cera_rag.evaluation.runner import EvalConfig, run_evaluation
 
     for seed in (1, 2):
-        _write_tiny_bert(tmp_path / f"models/tiny-s{seed}", seed=seed)
+        write_tiny_bert(tmp_path / f"models/tiny-s{seed}", seed=seed)
     cfg = EvalConfig(
         split="train",
         systems=["bm25", str(tmp_path / "models/tiny-s*")],

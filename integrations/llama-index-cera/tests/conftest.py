@@ -16,13 +16,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-_WORDS = (
-    "the a an of in on at to and or with was were is are be for by from as than versus vs compared "
-    "patients group groups placebo drug aspirin pain score scores headache headaches duration weeks week "
-    "trial randomized control controlled significantly significant increased decreased reduced lower higher "
-    "difference no not effect outcome results blood pressure mortality risk rate treatment dose daily "
-    "does did what how which improved worse better vitamin insulin metformin evidence"
-).split()
+from cera_rag.testing import write_tiny_bert  # noqa: E402 - after the offline switches
 
 #: ``(id, text, metadata)`` records indexed by the tests.
 CORPUS: list[tuple[str, str, dict[str, Any]]] = [
@@ -33,31 +27,6 @@ CORPUS: list[tuple[str, str, dict[str, Any]]] = [
     ("a3:0-50", "Insulin dose was increased daily for two weeks.", {"article_id": "a3", "year": 2023}),
     ("a3:51-99", "Vitamin treatment improved the outcome. Pain was not reduced.", {"article_id": "a3", "year": 2023}),
 ]
-
-
-def write_tiny_bert(path: Path, seed: int = 0) -> Path:
-    """Write a tiny random BERT (safetensors) and its WordPiece tokenizer to ``path``."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    chars = list("0123456789.,;:%()=<>-+/!?'\"abcdefghijklmnopqrstuvwxyz")
-    vocab = specials + sorted(set(_WORDS)) + chars + ["##" + c for c in "0123456789abcdefghijklmnopqrstuvwxyz"]
-    path.mkdir(parents=True, exist_ok=True)
-    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast.from_pretrained(str(path), do_lower_case=True)
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=256,
-    )
-    BertModel(config).save_pretrained(path, safe_serialization=True)
-    tokenizer.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="session")
