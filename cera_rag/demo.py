@@ -248,7 +248,7 @@ def print_answers(answers: Sequence[DemoAnswer], console: Any = None) -> None:
     from rich.markup import escape
     from rich.panel import Panel
 
-    from cera_rag.cli.index import highlight
+    from cera_rag.spans import highlight
 
     console = console or Console()
     for i, a in enumerate(answers, 1):

@@ -157,3 +157,17 @@ def evidence_sentences(text: str, spans: Iterable[Any], sep: str = " ") -> Evide
         return Evidence("", [], [])
     new_text = sep.join(text[s:e] for s, e in pieces)
     return Evidence(new_text, remap_spans(dicts, pieces, sep_len=len(sep)), pieces)
+
+
+def highlight(text: str, spans: list[Any]) -> Any:
+    """``rich.text.Text`` of ``text`` with every rationale span in bold, stronger spans brighter."""
+    from rich.text import Text
+
+    out = Text(text)
+    if not spans:
+        return out
+    top = max(float(s["weight"]) for s in spans) or 1.0
+    for s in spans:
+        style = "bold black on yellow" if float(s["weight"]) >= 0.5 * top else "bold yellow"
+        out.stylize(style, int(s["start"]), int(s["end"]))
+    return out

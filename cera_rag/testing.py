@@ -42,7 +42,7 @@ def write_tiny_bert(path: Path, seed: int = 0) -> Path:
         ``path``.
     """
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list("0123456789.,;:%()=<>-+/!?'\"abcdefghijklmnopqrstuvwxyz")

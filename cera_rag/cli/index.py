@@ -20,6 +20,7 @@ import typer
 
 from cera_rag import store
 from cera_rag.errors import ConfigError
+from cera_rag.spans import highlight
 
 #: Model used when ``--model`` is not given (unless ``--contriever``).
 DEFAULT_MODEL = os.environ.get("CERA_MODEL", "checkpoints/cera-best")
@@ -109,20 +110,6 @@ def index(
         + (f", {report.duplicates} repeated ids dropped" if report.duplicates else "")
         + f" (from {source}; {coll.count()} in the collection)."
     )
-
-
-def highlight(text: str, spans: list[Any]) -> Any:
-    """``rich.text.Text`` of ``text`` with every rationale span in bold, stronger spans brighter."""
-    from rich.text import Text
-
-    out = Text(text)
-    if not spans:
-        return out
-    top = max(float(s["weight"]) for s in spans) or 1.0
-    for s in spans:
-        style = "bold black on yellow" if float(s["weight"]) >= 0.5 * top else "bold yellow"
-        out.stylize(style, int(s["start"]), int(s["end"]))
-    return out
 
 
 def query(
