@@ -57,12 +57,14 @@ __all__ = [
     "default_contriever_model",
     "get_client",
     "index_passages",
+    "index_texts",
     "load_encoder",
     "open_collection",
     "open_for_encoder",
     "passages_from_directory",
     "passages_from_split",
     "query",
+    "text_id",
 ]
 
 #: Collection used when none is named.
@@ -539,6 +541,45 @@ def index_passages(
         if progress is not None:
             progress.stop()
     return report
+
+
+def text_id(text: str) -> str:
+    """A deterministic id for a text without one (so re-adding the same text adds nothing)."""
+    import hashlib
+
+    return "sha1:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+def index_texts(
+    encoder: Any,
+    collection: Any,
+    texts: Sequence[str],
+    metadatas: Sequence[Mapping[str, Any] | None] | None = None,
+    ids: Sequence[str | None] | None = None,
+    **kwargs: Any,
+) -> list[str]:
+    """``index_passages`` for plain texts: ids default to ``text_id(text)``; returns the ids, in order.
+
+    Args:
+        encoder: The collection's encoder.
+        collection: A collection from ``open_collection``.
+        texts: The texts.
+        metadatas: One mapping (or ``None``) per text.
+        ids: One id (or ``None``: the text's hash) per text.
+        **kwargs: ``index_passages`` options (``batch_size``, ``top_fraction``, ``show_progress``...).
+
+    Raises:
+        ValueError: If ``metadatas`` or ``ids`` do not have one entry per text.
+    """
+    if metadatas is not None and len(metadatas) != len(texts):
+        raise ValueError("texts and metadatas must have the same length.")
+    if ids is not None and len(ids) != len(texts):
+        raise ValueError("texts and ids must have the same length.")
+    id_list = [str(i) if i else text_id(t) for i, t in zip(ids or [None] * len(texts), texts, strict=True)]
+    metas = metadatas or [None] * len(texts)
+    records = [(i, t, dict(m or {})) for i, t, m in zip(id_list, texts, metas, strict=True)]
+    index_passages(encoder, collection, records, **kwargs)
+    return id_list
 
 
 def _returns_rationales(encoder: Any) -> bool:

@@ -351,3 +351,14 @@ def test_load_encoder_arguments(tiny_bert_dir: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
     assert store.default_contriever_model() == store.CONTRIEVER_MODEL
+
+
+def test_index_texts_gives_deterministic_ids_and_checks_lengths(encoder: Any, coll: Any) -> None:
+    ids = store.index_texts(encoder, coll, ["Pain fell.", "BP rose."], [{"a": 1}, None], [None, "bp"])
+    assert ids == [store.text_id("Pain fell."), "bp"]
+    assert store.index_texts(encoder, coll, ["Pain fell."]) == ids[:1] and coll.count() == 2, "re-adding: a no-op"
+    assert coll.get(ids=[ids[0]], include=["metadatas"])["metadatas"][0]["a"] == 1
+    with pytest.raises(ValueError, match="same length"):
+        store.index_texts(encoder, coll, ["a", "b"], ids=["x"])
+    with pytest.raises(ValueError, match="same length"):
+        store.index_texts(encoder, coll, ["a"], metadatas=[{}, {}])

@@ -9,8 +9,6 @@ holding what was stored with the passage plus ``cera_id``, ``cera_score`` (the d
 from __future__ import annotations
 
 import asyncio
-import hashlib
-from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -30,9 +28,8 @@ def document_from_hit(hit: store.Hit) -> Document:
     return Document(page_content=hit.text, metadata={**hit.metadata_with_spans(), SCORE_KEY: hit.score}, id=hit.id)
 
 
-def text_id(text: str) -> str:
-    """A deterministic id for a text without one (so re-adding the same text adds nothing)."""
-    return "sha1:" + hashlib.sha1(text.encode("utf-8")).hexdigest()
+#: Deterministic ids for texts without one (``store.index_texts`` uses it): kept importable here.
+text_id = store.text_id
 
 
 class CERARetriever(BaseRetriever):
@@ -102,37 +99,6 @@ class CERARetriever(BaseRetriever):
         else:
             store.check_encoder(self.collection, self.encoder)
         self.collection_name = str(self.collection.name)
-
-    # ------------------------------------------------------------------------------ indexing
-    def add_texts(
-        self,
-        texts: Sequence[str],
-        metadatas: Sequence[Mapping[str, Any]] | None = None,
-        ids: Sequence[str] | None = None,
-        batch_size: int = 64,
-    ) -> list[str]:
-        """Embed and store texts; ids default to a hash of the text, and ids already stored are skipped.
-
-        Returns:
-            The ids of the texts, in order.
-        """
-        if metadatas is not None and len(metadatas) != len(texts):
-            raise ValueError("texts and metadatas must have the same length.")
-        if ids is not None and len(ids) != len(texts):
-            raise ValueError("texts and ids must have the same length.")
-        id_list = [str(i) for i in ids] if ids is not None else [text_id(t) for t in texts]
-        metas = metadatas or [{} for _ in texts]
-        records = [(i, t, dict(m)) for i, t, m in zip(id_list, texts, metas, strict=True)]
-        store.index_passages(
-            self.encoder, self.collection, records, batch_size=batch_size, top_fraction=self.top_fraction
-        )
-        return id_list
-
-    def add_documents(self, documents: Iterable[Document], batch_size: int = 64) -> list[str]:
-        """Embed and store documents under ``document.id`` (a hash of the text when unset)."""
-        docs = list(documents)
-        ids = [d.id or text_id(d.page_content) for d in docs]
-        return self.add_texts([d.page_content for d in docs], [d.metadata for d in docs], ids, batch_size)
 
     # ------------------------------------------------------------------------------ retrieval
     def _get_relevant_documents(

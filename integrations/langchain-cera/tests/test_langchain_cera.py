@@ -105,14 +105,19 @@ def test_from_model_name_persistence_and_idempotent_add(
     persist = str(tmp_path / "persist")
     retriever = CERARetriever(model_name=str(tiny_bert_dir), persist_directory=persist, collection_name="lc-p", k=3)
     docs = [Document(page_content=t, metadata=m, id=i) for i, t, m in corpus]
-    assert retriever.add_documents(docs) == [i for i, _, _ in corpus]
+
+    def add(documents: list[Document]) -> list[str]:  # what the retriever's add_documents did
+        texts, metas = [d.page_content for d in documents], [d.metadata for d in documents]
+        return store.index_texts(retriever.encoder, retriever.collection, texts, metas, [d.id for d in documents])
+
+    assert add(docs) == [i for i, _, _ in corpus]
     assert retriever.collection.count() == len(corpus)
-    retriever.add_documents(docs)  # again: nothing added
+    add(docs)  # again: nothing added
     assert retriever.collection.count() == len(corpus)
     # texts without ids get deterministic ids
-    ids = retriever.add_texts(["Aspirin was given daily."])
+    ids = store.index_texts(retriever.encoder, retriever.collection, ["Aspirin was given daily."])
     assert ids == [text_id("Aspirin was given daily.")]
-    assert retriever.add_texts(["Aspirin was given daily."]) == ids
+    assert store.index_texts(retriever.encoder, retriever.collection, ["Aspirin was given daily."]) == ids
     assert retriever.collection.count() == len(corpus) + 1
     first = retriever.invoke(QUERY)
     reopened = CERARetriever(
@@ -129,7 +134,8 @@ def test_from_model_name_persistence_and_idempotent_add(
     for got, want in zip(quick, first, strict=True):
         assert_metadata_close(got.metadata, want.metadata)
     with pytest.raises(ValueError, match="same length"):
-        retriever.add_texts(["a", "b"], ids=["x"])
+        store.index_texts(retriever.encoder, retriever.collection, ["a", "b"], ids=["x"])
+    assert not hasattr(retriever, "add_texts"), "indexing goes through the store (or the vector store)"
 
 
 def test_mismatched_encoder_and_missing_model(
@@ -153,7 +159,10 @@ def test_contriever_style_retriever(other_bert_dir: Path, tmp_path: Path, corpus
         model_name=str(other_bert_dir), contriever=True, persist_directory=str(tmp_path / "c"), k=3
     )
     assert retriever.collection_name == "contriever-passages"
-    retriever.add_texts([t for _, t, _ in corpus], [m for _, _, m in corpus], [i for i, _, _ in corpus])
+    store.index_texts(
+        retriever.encoder, retriever.collection, [t for _, t, _ in corpus], [m for _, _, m in corpus],
+        [i for i, _, _ in corpus],
+    )  # fmt: skip
     docs = retriever.invoke(QUERY)
     q = retriever.encoder.encode_queries([QUERY])[0]
     assert abs(float(np.linalg.norm(q)) - 1.0) > 1e-3

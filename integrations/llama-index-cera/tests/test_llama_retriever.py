@@ -202,7 +202,9 @@ def test_metadata_filters_to_where() -> None:
 def test_contains_filter_on_list_metadata(encoder: Any, tmp_path: Path) -> None:
     coll = store.open_for_encoder(encoder, path=tmp_path / "tags", name="li-tags")
     retriever = CERARetriever(encoder, coll, similarity_top_k=5)
-    retriever.add_texts(
+    store.index_texts(
+        encoder,
+        coll,
         ["Pain was lower with aspirin.", "Blood pressure did not change."],
         ids=["t1", "t2"],
         metadatas=[{"tags": ["pain", "aspirin"]}, {"tags": ["blood pressure"]}],
@@ -221,7 +223,7 @@ def test_persistence_reload_and_idempotent_reindex(
     retriever = CERARetriever.from_pretrained(
         tiny_bert_dir, chroma_collection="li-persist", similarity_top_k=3, persist_dir=persist
     )
-    report = retriever.add_nodes(TextNode(id_=i, text=t, metadata=m) for i, t, m in corpus)
+    report = store.index_passages(retriever.encoder, retriever.collection, corpus)
     assert report.added == len(corpus)
     first = retriever.retrieve(QUERY)
     del retriever
@@ -248,7 +250,7 @@ def test_persistence_reload_and_idempotent_reindex(
         assert_metadata_close(got.node.metadata, want.node.metadata)
 
     # re-indexing the same passages adds nothing
-    report = reopened.add_nodes(TextNode(id_=i, text=t, metadata=m) for i, t, m in corpus)
+    report = store.index_passages(reopened.encoder, reopened.collection, corpus)
     assert (report.added, report.skipped) == (0, len(corpus))
     assert reopened.collection.count() == len(corpus)
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.callbacks import CallbackManager
-from llama_index.core.schema import BaseNode, IndexNode, MetadataMode, NodeWithScore, QueryBundle, TextNode
+from llama_index.core.schema import IndexNode, NodeWithScore, QueryBundle, TextNode
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
 from cera_rag import store
@@ -283,32 +283,6 @@ class CERARetriever(BaseRetriever):
     def filters(self, value: MetadataFilters | Mapping[str, Any] | None) -> None:
         self._where = metadata_filters_to_where(value)
         self._filters = value
-
-    # ------------------------------------------------------------------------------ indexing
-    def add_nodes(self, nodes: Iterable[BaseNode], batch_size: int = 64) -> store.IndexReport:
-        """Embed and store nodes (or ``Document`` objects) under their ids; ids already stored are skipped.
-
-        The node text (``MetadataMode.NONE``) is embedded; scalar metadata is stored alongside, with
-        the node's rationale spans (from the same forward pass) so that retrieval reads them back.
-        """
-        records = [(n.node_id, n.get_content(metadata_mode=MetadataMode.NONE), dict(n.metadata)) for n in nodes]
-        return store.index_passages(
-            self._encoder, self._collection, records, batch_size=batch_size, top_fraction=self._top_fraction
-        )
-
-    def add_texts(
-        self, texts: Sequence[str], ids: Sequence[str], metadatas: Sequence[Mapping[str, Any]] | None = None
-    ) -> store.IndexReport:
-        """Embed and store ``texts`` under ``ids`` (deterministic ids make re-adding idempotent)."""
-        if len(texts) != len(ids) or (metadatas is not None and len(metadatas) != len(texts)):
-            raise ValueError("texts, ids (and metadatas) must have the same length.")
-        metas = metadatas or [{} for _ in texts]
-        return store.index_passages(
-            self._encoder,
-            self._collection,
-            [(i, t, dict(m)) for i, t, m in zip(ids, texts, metas, strict=True)],
-            top_fraction=self._top_fraction,
-        )
 
     # ------------------------------------------------------------------------------ retrieval
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
