@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import resource
@@ -16,6 +15,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 RESULTS = Path(os.environ.get("CERA_BENCH_OUT", ROOT / "results"))
+
+from cera_rag.atomic import write_json  # noqa: E402 - after the repository root is on sys.path
 
 
 def machine() -> dict[str, Any]:
@@ -51,10 +52,7 @@ def write_result(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench_{name}.json"
     payload = {"benchmark": name, "command": " ".join(sys.argv), "machine": machine(), **payload}
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_json(path, payload)
 
 
 def validation_passages(limit: int | None = None, data_dir: str | None = None) -> list[str]:

@@ -7,11 +7,13 @@ folder is atomic on POSIX filesystems).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 
 def write_file(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
@@ -36,6 +38,12 @@ def write_text(path: str | os.PathLike[str], text: str) -> Path:
         tmp.write_text(text, encoding="utf-8")
 
     return write_file(path, write)
+
+
+def write_json(path: str | os.PathLike[str], obj: Any, **dumps: Any) -> Path:
+    """``json.dumps(obj, **dumps)`` to ``path`` (UTF-8), atomically; ``indent=1`` unless given."""
+    dumps.setdefault("indent", 1)
+    return write_text(path, json.dumps(obj, **dumps))
 
 
 def replace_dir(directory: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:

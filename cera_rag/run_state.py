@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from cera_rag.atomic import write_text
 from cera_rag.errors import CheckpointError
 
 log = logging.getLogger(__name__)
@@ -135,9 +136,7 @@ def trim_log(path: Path, step: int) -> None:
         at = record.get("step", record.get("eval", {}).get("step")) if isinstance(record, dict) else None
         if isinstance(at, int) and at <= step:
             kept.append(line + "\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "".join(kept))
 
 
 def adamw_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:

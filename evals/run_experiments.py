@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cera_rag.atomic import write_json  # noqa: E402
 from cera_rag.data.dataset import DataConfig, load_processed  # noqa: E402
 from cera_rag.evaluation.retrieval import DEFAULT_METRICS, build_qrels, dense_run, evaluate_run  # noqa: E402
 from cera_rag.evaluation.runner import resolve_backend  # noqa: E402
@@ -37,10 +37,7 @@ TABLE_METRICS = ("mrr@10", "hit_rate@1", "recall@1", "recall@5", "ndcg@10")
 
 
 def atomic_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, obj)
 
 
 def train_entry(spec: dict[str, Any], seed: int, out_dir: Path, data_dir: str | None) -> float:

@@ -11,9 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import random
-import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field, replace
@@ -22,6 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from cera_rag.atomic import write_file
 from cera_rag.data.config import DataConfig
 from cera_rag.data.negatives import NEGATIVE_STRATEGIES, NegativeMiner
 from cera_rag.data.passages import Passage, split_passages
@@ -259,15 +258,11 @@ def _from_json(obj: dict[str, Any], articles: dict[str, str]) -> ProcessedSplit:
 
 
 def _atomic_write_gz(path: Path, obj: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as fh:
+    def write(tmp: Path) -> None:
+        with tmp.open("wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=3) as fh:
             fh.write(json.dumps(obj).encode())
-        os.replace(tmp, path)  # nothing half-written is ever read back
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_file(path, write)  # nothing half-written is ever read back
 
 
 def load_processed(

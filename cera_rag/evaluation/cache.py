@@ -14,15 +14,14 @@ passages' texts, so a changed passage never reads a stale vector.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cera_rag.atomic import write_file, write_json
 from cera_rag.data.dataset import ProcessedSplit
 from cera_rag.paths import cache_dir
 
@@ -102,15 +101,11 @@ def data_fingerprint(split: ProcessedSplit) -> str:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
             np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, path)  # readers never see a half-written file
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    write_file(path, save)  # readers never see a half-written file
 
 
 class PassageVectorCache:
@@ -249,7 +244,4 @@ def _chunks(items: Sequence[str], sizes: Sequence[int], budget: int) -> Iterable
 
 def write_manifest(path: Path, obj: dict[str, Any]) -> None:
     """Small JSON beside the vectors naming the model and data they came from (written atomically)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_json(path, obj)

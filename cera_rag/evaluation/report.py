@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from cera_rag.atomic import write_text
 
 #: Short column names of the markdown table.
 SHORT = {
@@ -35,10 +36,7 @@ COMPARE_IN_TABLE = ("mrr@10", "ndcg@10", "recall@1", "recall@5")
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, text)
 
 
 def _clean(obj: Any) -> Any:

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cera_rag.atomic import write_json, write_text
 from cera_rag.errors import ConfigError
 
 
@@ -124,10 +125,7 @@ def check_manifest(path: str | os.PathLike[str], settings: Mapping[str, Any], re
             )
         if isinstance(previous, dict):
             return
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_suffix(p.suffix + ".tmp")
-    tmp.write_text(json.dumps(current, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, p)
+    write_json(p, current, sort_keys=True)
 
 
 # ------------------------------------------------------------------------------------- summary
@@ -269,8 +267,6 @@ def write_summary(
         (md, "\n".join(text)),
         (js, json.dumps(_json_safe({"meta": meta, "systems": summary}), indent=1)),
     ):
-        tmp = p.with_suffix(p.suffix + ".tmp")
-        tmp.write_text(content, encoding="utf-8")
-        os.replace(tmp, p)
+        write_text(p, content)
     plot_summary(summary, metrics, png, title)
     return [md, js, png]
