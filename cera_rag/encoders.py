@@ -1,7 +1,9 @@
 """Loading an encoder, and the name a store records for it: one place for both (the model layer).
 
-``load_encoder`` is what every entry point (stores, CLI, integrations, evaluations) calls;
-``contriever=True`` is the Contriever-style configuration (mean pooling, unnormalised dot product).
+``load_encoder`` is what every entry point (stores, CLI, integrations, evaluations) calls. Named
+configurations (``ENCODER_CONFIGS``) ride on the model name: ``MODEL@contriever`` is the
+Contriever-style configuration (mean pooling, unnormalised dot product), ``contriever`` alone is
+``default_contriever_model()@contriever``, ``MODEL@cls`` / ``MODEL@mean`` set the pooling.
 ``canonical_encoder_name`` is the identity a collection records.
 """
 
@@ -55,6 +57,47 @@ def default_contriever_model() -> str:
     return CONTRIEVER_MODEL if isinstance(cached, str) else DEFAULT_BASE_MODEL
 
 
+#: Named encoder configurations: ``load_encoder("MODEL@NAME")`` loads MODEL with these settings.
+ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
+    # How Contriever is used: mean pooling, unnormalised vectors, dot product.
+    "contriever": {"pooling": "mean", "normalize": False},
+    "mean": {"pooling": "mean"},
+    "cls": {"pooling": "cls"},
+}
+#: A model spec on its own: ``contriever`` = ``default_contriever_model()@contriever``.
+CONTRIEVER_SPEC = "contriever"
+
+
+def parse_encoder_spec(spec: str | os.PathLike[str]) -> tuple[str, dict[str, Any]]:
+    """``(model, settings)`` for ``MODEL``, ``MODEL@CONFIG`` (a name of ``ENCODER_CONFIGS``) or ``contriever``.
+
+    An existing folder is always a model, even when its name holds ``@``.
+
+    Raises:
+        ConfigError: For an unknown ``@CONFIG``.
+    """
+    text = str(spec)
+    if Path(text).expanduser().exists():
+        return text, {}
+    if text == CONTRIEVER_SPEC:
+        return default_contriever_model(), dict(ENCODER_CONFIGS["contriever"])
+    if "@" in text:
+        name, _, config = text.rpartition("@")
+        if config not in ENCODER_CONFIGS:
+            raise ConfigError(
+                f"Unknown encoder configuration @{config} in {text!r}; use one of "
+                + ", ".join(f"@{c}" for c in ENCODER_CONFIGS)
+                + "."
+            )
+        return (name or default_contriever_model()), dict(ENCODER_CONFIGS[config])
+    return text, {}
+
+
+def is_contriever_style(encoder: Any) -> bool:
+    """Whether an encoder gives unnormalised vectors (the ``contriever`` configuration)."""
+    return getattr(getattr(encoder, "config", None), "normalize", True) is False
+
+
 def load_encoder(
     name_or_path: str | os.PathLike[str] | None = None,
     *,
@@ -64,12 +107,13 @@ def load_encoder(
     normalize: bool | None = None,
     backend: str = "torch",
 ) -> Any:
-    """Load a ``CERAEncoder``; ``contriever=True`` makes it Contriever-style (mean pooling, unnormalised).
+    """Load a ``CERAEncoder`` from a folder, hub id or spec (``MODEL@contriever``, ``MODEL@cls``, ``contriever``).
 
     Args:
-        name_or_path: Checkpoint folder or hub id. Required unless ``contriever`` (then the default
-            is ``default_contriever_model()``).
-        contriever: Use mean pooling and unnormalised vectors, as Contriever is used.
+        name_or_path: Checkpoint folder, hub id or alias, optionally ``@CONFIG`` (``ENCODER_CONFIGS``:
+            ``@contriever`` = mean pooling + unnormalised dot product); ``contriever`` alone is
+            ``default_contriever_model()@contriever``. Required unless ``contriever``.
+        contriever: The ``contriever`` configuration (what ``@contriever`` does).
         device: Torch device; default picks one.
         pooling: Override the checkpoint's pooling (``"mean"`` or ``"cls"``).
         normalize: Override the checkpoint's normalisation.
@@ -78,11 +122,15 @@ def load_encoder(
     from cera_rag.model import CERAEncoder
     from cera_rag.paths import resolve_model_path
 
+    settings: dict[str, Any] = {}
+    if name_or_path is not None:
+        name_or_path, settings = parse_encoder_spec(name_or_path)
     if contriever:
-        pooling = pooling or "mean"
-        normalize = False if normalize is None else normalize
+        settings = {**settings, **ENCODER_CONFIGS["contriever"]}
         if name_or_path is None:
             name_or_path = default_contriever_model()
+    pooling = pooling if pooling is not None else settings.get("pooling")
+    normalize = normalize if normalize is not None else settings.get("normalize")
     if name_or_path is None:
         raise ConfigError("Give a model: a checkpoint folder (e.g. checkpoints/cera-best) or a hub id.")
     kwargs: dict[str, Any] = {"device": device, "backend": backend}

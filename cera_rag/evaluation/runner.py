@@ -140,26 +140,22 @@ def resolve_backend(backend: str) -> str:
 
 
 def load_encoder(spec: str, backend: str = "torch") -> Any:
-    """Load a dense system member: an alias, a path or hub id, optionally ``@cls`` / ``@mean``.
+    """Load a dense system member: an alias, a path or hub id, optionally ``@cls`` / ``@mean`` / ``@contriever``.
 
     Args:
-        spec: e.g. ``minilm``, ``minilm-cls``, ``checkpoints/cera-best``, ``checkpoints/cera-best@mean``.
+        spec: e.g. ``minilm``, ``minilm-cls``, ``checkpoints/cera-best``, ``checkpoints/cera-best@mean``,
+            ``minilm@contriever``.
         backend: ``torch``, ``onnx`` or ``auto`` (gradients still use the PyTorch weights).
 
     Returns:
         A ``CERAEncoder`` in eval mode.
     """
     from cera_rag.encoders import load_encoder as load
-    from cera_rag.errors import ConfigError
 
-    name, pooling = spec, None
     if spec in ALIASES:
         name, pooling = ALIASES[spec]
-    elif "@" in spec:
-        name, _, pooling = spec.rpartition("@")
-        if pooling not in ("cls", "mean"):
-            raise ConfigError(f"Unknown pooling suffix @{pooling} in {spec!r}; use @cls or @mean.")
-    return load(name, pooling=pooling, backend=resolve_backend(backend))
+        return load(name, pooling=pooling, backend=resolve_backend(backend))
+    return load(spec, backend=resolve_backend(backend))  # MODEL, MODEL@cls / @mean / @contriever
 
 
 def load_reader(spec: str, backend: str = "auto") -> Any:

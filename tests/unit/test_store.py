@@ -362,3 +362,19 @@ def test_index_texts_gives_deterministic_ids_and_checks_lengths(encoder: Any, co
         store.index_texts(encoder, coll, ["a", "b"], ids=["x"])
     with pytest.raises(ValueError, match="same length"):
         store.index_texts(encoder, coll, ["a"], metadatas=[{}, {}])
+
+
+def test_named_encoder_configurations(tiny_bert_dir: Path) -> None:
+    from cera_rag.encoders import ENCODER_CONFIGS, is_contriever_style, parse_encoder_spec
+
+    style = store.load_encoder(f"{tiny_bert_dir}@contriever")
+    assert (style.config.pooling, style.config.normalize) == ("mean", False) and is_contriever_style(style)
+    assert store.load_encoder(f"{tiny_bert_dir}@cls").config.pooling == "cls"
+    flag = store.load_encoder(tiny_bert_dir, contriever=True)
+    assert flag.config.model_dump() == style.config.model_dump(), "the function's flag is the same configuration"
+    assert not is_contriever_style(store.load_encoder(tiny_bert_dir))
+    assert parse_encoder_spec(str(tiny_bert_dir)) == (str(tiny_bert_dir), {})
+    assert parse_encoder_spec("facebook/contriever@contriever") == ("facebook/contriever", ENCODER_CONFIGS["contriever"])
+    assert parse_encoder_spec("contriever")[1] == ENCODER_CONFIGS["contriever"]
+    with pytest.raises(ConfigError, match="@contriever"):
+        parse_encoder_spec("minilm@dot")

@@ -15,8 +15,8 @@ class CERAEmbeddings(BaseModel, Embeddings):
     """Embed queries and documents with a ``CERAEncoder``.
 
     Queries and documents are encoded separately (their own truncation lengths), in batches.
-    With ``contriever=True`` vectors are mean-pooled and unnormalised: compare them with the
-    dot product (e.g. a Chroma collection in the ``ip`` space).
+    With ``model_name="MODEL@contriever"`` (or ``"contriever"``) vectors are mean-pooled and
+    unnormalised: compare them with the dot product (e.g. a Chroma collection in the ``ip`` space).
 
     Example:
         >>> emb = CERAEmbeddings(model_name="checkpoints/cera-best")  # doctest: +SKIP
@@ -28,7 +28,6 @@ class CERAEmbeddings(BaseModel, Embeddings):
     model_name: str | None = Field(
         default=None, description="CERA checkpoint folder or hub id (optional when `encoder` is given)."
     )
-    contriever: bool = Field(default=False, description="Mean pooling and unnormalised vectors (Contriever-style).")
     device: str | None = Field(default=None, description="Torch device of the encoder.")
     batch_size: int = Field(default=32, ge=1, description="Texts per forward pass.")
     encoder: Any = Field(default=None, exclude=True, repr=False, description="An already loaded CERAEncoder.")
@@ -41,9 +40,9 @@ class CERAEmbeddings(BaseModel, Embeddings):
 
     def _load(self) -> None:
         if self.encoder is None:
-            if self.model_name is None and not self.contriever:
+            if self.model_name is None:
                 raise ValueError("Give the CERA model: model_name (a checkpoint folder or hub id) or encoder.")
-            self.encoder = store.load_encoder(self.model_name, contriever=self.contriever, device=self.device)
+            self.encoder = store.load_encoder(self.model_name, device=self.device)
         if self.model_name is None:
             self.model_name = str(self.encoder.name)
 

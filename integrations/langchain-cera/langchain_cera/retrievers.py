@@ -17,6 +17,7 @@ from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
 from cera_rag import store
+from cera_rag.encoders import is_contriever_style
 
 #: Metadata key of the retrieval score (dot product of query and passage vectors).
 SCORE_KEY = "cera_score"
@@ -55,7 +56,6 @@ class CERARetriever(BaseRetriever):
     top_fraction: float = Field(default=0.2, gt=0.0, le=1.0, description="Share of words kept as rationale.")
 
     model_name: str | None = Field(default=None, description="CERA checkpoint folder or hub id.")
-    contriever: bool = Field(default=False, description="Contriever-style encoder: mean pooling, unnormalised.")
     device: str | None = Field(default=None, description="Torch device of the encoder.")
     backend: str = Field(default="torch", description="torch, or onnx / onnx-int8 (ONNX Runtime on the CPU).")
     persist_directory: str | None = Field(default=None, description="Embedded Chroma folder.")
@@ -76,16 +76,14 @@ class CERARetriever(BaseRetriever):
 
     def _open(self) -> None:
         if self.encoder is None:
-            if self.model_name is None and not self.contriever:
+            if self.model_name is None:
                 raise ValueError("Give the CERA model: model_name (a checkpoint folder or hub id) or encoder.")
-            self.encoder = store.load_encoder(
-                self.model_name, contriever=self.contriever, device=self.device, backend=self.backend
-            )
+            self.encoder = store.load_encoder(self.model_name, device=self.device, backend=self.backend)
         if self.model_name is None:
             self.model_name = str(self.encoder.name)
         if self.collection is None:
             name = self.collection_name or (
-                store.CONTRIEVER_COLLECTION if self.contriever else store.DEFAULT_COLLECTION
+                store.CONTRIEVER_COLLECTION if is_contriever_style(self.encoder) else store.DEFAULT_COLLECTION
             )
             self.collection = store.open_for_encoder(
                 self.encoder,

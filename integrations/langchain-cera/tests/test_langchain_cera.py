@@ -145,8 +145,7 @@ def test_mismatched_encoder_and_missing_model(
         CERARetriever(encoder=contriever_encoder, collection=collection)
     with pytest.raises(CollectionMismatchError, match="normalize"):
         CERARetriever(
-            model_name=str(tiny_bert_dir),
-            contriever=True,
+            model_name=f"{tiny_bert_dir}@contriever",
             persist_directory=str(tmp_path / "chroma"),
             collection_name="lc-test",
         )
@@ -156,7 +155,7 @@ def test_mismatched_encoder_and_missing_model(
 
 def test_contriever_style_retriever(other_bert_dir: Path, tmp_path: Path, corpus: list) -> None:
     retriever = CERARetriever(
-        model_name=str(other_bert_dir), contriever=True, persist_directory=str(tmp_path / "c"), k=3
+        model_name=f"{other_bert_dir}@contriever", persist_directory=str(tmp_path / "c"), k=3
     )
     assert retriever.collection_name == "contriever-passages"
     store.index_texts(
@@ -186,7 +185,7 @@ def test_embeddings_match_encoder(encoder: Any, corpus: list) -> None:
 
 
 def test_embeddings_contriever(other_bert_dir: Path) -> None:
-    emb = CERAEmbeddings(model_name=str(other_bert_dir), contriever=True)
+    emb = CERAEmbeddings(model_name=f"{other_bert_dir}@contriever")
     assert emb.encoder.config.normalize is False and emb.encoder.config.pooling == "mean"
 
 

@@ -58,8 +58,8 @@ async def test_embedding_async(encoder: Any, corpus: list) -> None:
 
 
 def test_embedding_contriever_style(other_bert_dir: Path) -> None:
-    embed = CERAEmbedding.from_pretrained(other_bert_dir, contriever=True)
-    assert embed.contriever
+    embed = CERAEmbedding.from_pretrained(f"{other_bert_dir}@contriever")
+    assert embed.model_name.endswith("@contriever"), "the configuration is named by the model spec, not a flag"
     assert embed.encoder.config.pooling == "mean" and embed.encoder.config.normalize is False
     assert abs(float(np.linalg.norm(embed.get_query_embedding(QUERY))) - 1.0) > 1e-3
 

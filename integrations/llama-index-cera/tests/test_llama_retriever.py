@@ -268,7 +268,7 @@ def test_mismatched_encoder_raises(
     persist = tmp_path / "chroma"  # where the `collection` fixture lives
     # same weights, Contriever-style (unnormalised): also refused
     with pytest.raises(CollectionMismatchError, match="normalize"):
-        CERARetriever.from_pretrained(tiny_bert_dir, "li-test", contriever=True, persist_dir=persist)
+        CERARetriever.from_pretrained(f"{tiny_bert_dir}@contriever", "li-test", persist_dir=persist)
     with pytest.raises(CollectionMismatchError):
         CERARetriever.from_pretrained(other_bert_dir, "li-test", persist_dir=persist)
 

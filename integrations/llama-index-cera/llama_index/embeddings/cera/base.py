@@ -2,8 +2,8 @@
 
 Queries and passages are encoded separately (``encode_queries`` / ``encode_passages``, with
 their own truncation lengths), in batches of ``embed_batch_size``. Use it to build any LlamaIndex
-index over CERA vectors; with ``contriever=True`` vectors are mean-pooled and unnormalised, so
-compare them with the dot product.
+index over CERA vectors; ``model_name="MODEL@contriever"`` (or ``"contriever"``) gives mean-pooled,
+unnormalised vectors (the Contriever-style configuration), so compare them with the dot product.
 
 As a ``TransformComponent`` (``VectorStoreIndex`` ingestion, an ``IngestionPipeline``) it also
 stores each node's CERA rationale spans (``cera_rationale_spans``, offsets into ``node.text``),
@@ -33,10 +33,9 @@ class CERAEmbedding(BaseEmbedding):
     """A ``CERAEncoder`` behind LlamaIndex's ``BaseEmbedding`` interface.
 
     Args:
-        model_name: CERA checkpoint folder or hub id; optional when ``encoder`` is given (or with
-            ``contriever=True``, which then picks ``cera_rag.store.default_contriever_model()``).
+        model_name: CERA checkpoint folder or hub id, optionally ``@contriever`` (``cera_rag.encoders.
+            ENCODER_CONFIGS``); optional when ``encoder`` is given.
         encoder: An already loaded ``CERAEncoder`` (shared with a retriever, say).
-        contriever: Contriever-style vectors: mean pooling, no normalisation.
         device: Torch device (default: the encoder's choice).
         embed_batch_size: Texts per forward pass.
         store_spans: When embedding nodes (``__call__``), also store their rationale spans.
@@ -49,7 +48,6 @@ class CERAEmbedding(BaseEmbedding):
         True
     """
 
-    contriever: bool = Field(default=False, description="Mean pooling and unnormalised vectors (Contriever-style).")
     device: str | None = Field(default=None, description="Torch device of the encoder.")
     store_spans: bool = Field(default=True, description="Store rationale spans on nodes at ingestion.")
     top_fraction: float = Field(default=0.2, gt=0.0, le=1.0, description="Share of words kept as rationale.")
@@ -62,7 +60,6 @@ class CERAEmbedding(BaseEmbedding):
         self,
         model_name: str | os.PathLike[str] | None = None,
         encoder: Any = None,
-        contriever: bool = False,
         device: str | None = None,
         embed_batch_size: int = 32,
         store_spans: bool = True,
@@ -70,10 +67,11 @@ class CERAEmbedding(BaseEmbedding):
         **kwargs: Any,
     ) -> None:
         if encoder is None:
-            encoder = store.load_encoder(model_name, contriever=contriever, device=device)
+            if model_name is None:
+                raise ValueError("Give the CERA model: model_name (a checkpoint folder or hub id) or encoder.")
+            encoder = store.load_encoder(model_name, device=device)
         super().__init__(
             model_name=str(model_name) if model_name is not None else encoder.name,
-            contriever=contriever,
             device=device,
             embed_batch_size=embed_batch_size,
             store_spans=store_spans,
@@ -83,11 +81,9 @@ class CERAEmbedding(BaseEmbedding):
         self._encoder = encoder
 
     @classmethod
-    def from_pretrained(
-        cls, model_name_or_path: str | os.PathLike[str] | None, contriever: bool = False, **kwargs: Any
-    ) -> CERAEmbedding:
-        """``CERAEmbedding(model_name=model_name_or_path, contriever=contriever, **kwargs)``."""
-        return cls(model_name=model_name_or_path, contriever=contriever, **kwargs)
+    def from_pretrained(cls, model_name_or_path: str | os.PathLike[str], **kwargs: Any) -> CERAEmbedding:
+        """``CERAEmbedding(model_name=model_name_or_path, **kwargs)``."""
+        return cls(model_name=model_name_or_path, **kwargs)
 
     @classmethod
     def class_name(cls) -> str:

@@ -20,6 +20,7 @@ from llama_index.core.schema import IndexNode, NodeWithScore, QueryBundle, TextN
 from llama_index.core.vector_stores.types import FilterCondition, FilterOperator, MetadataFilter, MetadataFilters
 
 from cera_rag import store
+from cera_rag.encoders import is_contriever_style
 from cera_rag.spans import SPANS_KEY
 
 #: Metadata keys the retriever adds that embedders and LLMs should not see.
@@ -210,7 +211,6 @@ class CERARetriever(BaseRetriever):
         model_name_or_path: str | os.PathLike[str] | None,
         chroma_collection: Any = None,
         similarity_top_k: int = 5,
-        contriever: bool = False,
         filters: MetadataFilters | Mapping[str, Any] | None = None,
         *,
         persist_dir: str | os.PathLike[str] | None = None,
@@ -225,12 +225,12 @@ class CERARetriever(BaseRetriever):
         """Load an encoder and open its collection.
 
         Args:
-            model_name_or_path: CERA checkpoint folder or hub id (``None`` with ``contriever=True``
-                picks ``cera_rag.store.default_contriever_model()``).
+            model_name_or_path: CERA checkpoint folder or hub id; ``MODEL@contriever`` (or
+                ``contriever``: ``cera_rag.store.default_contriever_model()``) is the Contriever-style
+                configuration (mean pooling, unnormalised dot product).
             chroma_collection: A Chroma collection object, or the name of one to open or create
-                (default ``cera-passages``, or ``contriever-passages`` with ``contriever=True``).
+                (default ``cera-passages``, or ``contriever-passages`` for the Contriever-style configuration).
             similarity_top_k: Nodes returned per query.
-            contriever: Contriever-style encoder: mean pooling, unnormalised dot product.
             filters: ``MetadataFilters`` (or a Chroma ``where`` dict) for every query.
             persist_dir: Embedded Chroma folder (default: ``$CERA_CHROMA_DIR`` or the cache).
             host: Host of a ``chroma run`` server (instead of the embedded store).
@@ -245,10 +245,11 @@ class CERARetriever(BaseRetriever):
         Raises:
             cera_rag.store.CollectionMismatchError: If the collection was built with another encoder.
         """
-        encoder = store.load_encoder(model_name_or_path, contriever=contriever, device=device, backend=backend)
+        encoder = store.load_encoder(model_name_or_path, device=device, backend=backend)
         collection = chroma_collection
         if collection is None or isinstance(collection, str):
-            name = collection or (store.CONTRIEVER_COLLECTION if contriever else store.DEFAULT_COLLECTION)
+            contriever_style = is_contriever_style(encoder)
+            name = collection or (store.CONTRIEVER_COLLECTION if contriever_style else store.DEFAULT_COLLECTION)
             collection = store.open_for_encoder(
                 encoder, name=name, path=persist_dir, host=host, port=port, client=client, create=create
             )
