@@ -29,7 +29,7 @@ from cera_rag.encoders import canonical_encoder_name, load_encoder
 from cera_rag.errors import ConfigError
 
 if TYPE_CHECKING:
-    from cera_rag.model import CERAEncoder
+    from cera_rag.store.collection import Encoder
 
 #: The name Chroma records in a collection's configuration.
 EMBEDDING_FUNCTION_NAME = "cera"
@@ -65,7 +65,7 @@ class CERAEmbeddingFunction(EmbeddingFunction[Documents]):
         self,
         model: str | None = None,
         *,
-        encoder: CERAEncoder | None = None,
+        encoder: Encoder | None = None,
         batch_size: int = 32,
         pooling: str | None = None,
         normalize: bool | None = None,
@@ -81,7 +81,7 @@ class CERAEmbeddingFunction(EmbeddingFunction[Documents]):
         self.batch_size = batch_size
 
     @classmethod
-    def shared(cls, encoder: CERAEncoder, batch_size: int = 32) -> CERAEmbeddingFunction:
+    def shared(cls, encoder: Encoder, batch_size: int = 32) -> CERAEmbeddingFunction:
         """A function over ``encoder`` that Chroma's ``build_from_config`` hands back instead of loading a copy."""
         ef = cls(encoder=encoder, batch_size=batch_size)
         _SHARED[_identity(ef.get_config())] = encoder

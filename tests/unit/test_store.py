@@ -115,7 +115,7 @@ def test_an_empty_plain_chroma_collection_is_adopted_and_a_filled_one_refused(
     adopted = store.open_for_encoder(encoder, client=client, name="mine")
     assert adopted.id == mine.id
     assert adopted.metadata["owner"] == "me" and adopted.metadata[store.META_ENCODER] == encoder.name
-    assert store._space(adopted) == "l2"
+    assert store.collection._space(adopted) == "l2"
     store.index_passages(encoder, adopted, [("a", "Pain was lower with aspirin."), ("b", "The weather is nice.")])
     ip = store.open_for_encoder(encoder, client=client, name="cera-made")
     store.index_passages(encoder, ip, [("a", "Pain was lower with aspirin."), ("b", "The weather is nice.")])
@@ -226,7 +226,7 @@ def test_passages_from_split(synthetic_data_dir: Path) -> None:
 
 
 def test_scalar_metadata_and_records() -> None:
-    meta = store._scalar_metadata(
+    meta = store.indexing._scalar_metadata(
         {"a": 1, "b": None, "c": ["x", "y"], "d": {"k": 1}, "e": [], "f": [1, "x"], "g": np.float32(0.5), "h": True}
     )
     assert meta == {"a": 1, "c": ["x", "y"], "d": '{"k": 1}', "e": "[]", "f": '[1, "x"]', "g": 0.5, "h": True}

@@ -1,0 +1,21 @@
+"""The store's errors: a collection built by another encoder, or Chroma missing/unreachable."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from cera_rag.errors import ConfigError
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger(__name__)
+
+
+class CollectionMismatchError(ConfigError):
+    """A collection was built with another encoder (name, dimension, pooling or normalisation)."""
+
+
+class StoreError(ConfigError):
+    """Chroma is missing, unreachable, or a collection is unusable."""

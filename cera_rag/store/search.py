@@ -1,0 +1,120 @@
+"""Search: embed a query, find its nearest passages, attach their rationale spans (stored or computed)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cera_rag.spans import SPANS_KEY, SpanDict, SpanFormatError, parse_spans, span_to_dict, spans_to_json
+from cera_rag.store.collection import SPANS_FRACTION_KEY, Encoder, _space
+
+if TYPE_CHECKING:
+    pass
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Hit:
+    """One retrieved passage: id, text, score (dot product), stored metadata and rationale spans."""
+
+    id: str
+    text: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: spans with offsets into ``text`` (empty when rationales were not requested)
+    spans: list[SpanDict] = field(default_factory=list)
+
+    def metadata_with_spans(self) -> dict[str, Any]:
+        """The stored metadata plus ``cera_rationale_spans`` (a JSON string) and ``cera_id``."""
+        return {**self.metadata, "cera_id": self.id, SPANS_KEY: spans_to_json(self.spans)}
+
+
+# ---------------------------------------------------------------------------------------- query
+def _stored_spans(metadata: dict[str, Any], top_fraction: float) -> list[SpanDict] | None:
+    """Pop the spans stored at indexing time from a hit's metadata; ``None`` if absent or made otherwise."""
+    raw = metadata.pop(SPANS_KEY, None)
+    fraction = metadata.pop(SPANS_FRACTION_KEY, None)
+    if raw is None or not isinstance(fraction, (int, float)) or abs(float(fraction) - top_fraction) > 1e-9:
+        return None
+    try:
+        return parse_spans(raw)
+    except SpanFormatError:
+        logger.warning("Stored %s could not be parsed; recomputing them.", SPANS_KEY)
+        return None
+
+
+def distance_to_score(distance: float, space: str | None = "ip") -> float:
+    """A Chroma distance back to the dot product.
+
+    ``ip``: ``1 - q·p``. ``cosine`` (``1 - cos``) and ``l2`` (squared: ``|q - p|^2 = 2 - 2 q·p``) equal
+    the dot product only for unit vectors, which is why ``check_collection`` lets only a normalising
+    encoder use a collection in those spaces (an adopted plain-Chroma collection).
+    """
+    d = float(distance)
+    if space == "l2":
+        return 1.0 - d / 2.0
+    return 1.0 - d
+
+
+def query(
+    encoder: Encoder,
+    collection: Any,
+    text: str,
+    k: int = 5,
+    where: Mapping[str, Any] | None = None,
+    where_document: Mapping[str, Any] | None = None,
+    rationales: bool = True,
+    top_fraction: float = 0.2,
+    stored_spans: bool = True,
+) -> list[Hit]:
+    """The top-``k`` passages for ``text``, best first, each with its CERA rationale spans.
+
+    Args:
+        encoder: The encoder the collection was built with.
+        collection: A collection from ``open_collection``.
+        text: The query.
+        k: How many hits; fewer come back when the collection (or the filter) holds fewer.
+        where: A Chroma metadata filter, e.g. ``{"article_id": "PMC123"}``.
+        where_document: A Chroma document filter, e.g. ``{"$contains": "placebo"}``.
+        rationales: Attach every hit's rationale spans (offsets into the hit's text): the ones
+            stored at indexing time, else ``encoder.rationale_spans_batch`` over the hits.
+        top_fraction: Fraction of tokens kept as rationale (see ``CERAEncoder.rationale_spans``).
+        stored_spans: Use the spans stored at indexing time when they were made with this
+            ``top_fraction``; ``False`` always recomputes them (same result, one more forward pass).
+    """
+    if k < 1 or collection.count() == 0:
+        return []
+    vector = np.asarray(encoder.encode_queries([text]), dtype=np.float32)[:1]
+    result = collection.query(
+        query_embeddings=vector,
+        n_results=int(k),
+        where=dict(where) if where else None,
+        where_document=dict(where_document) if where_document else None,
+        include=["documents", "metadatas", "distances"],
+    )
+    ids = result["ids"][0]
+    docs = (result.get("documents") or [[]])[0] or [""] * len(ids)
+    metas = (result.get("metadatas") or [[]])[0] or [None] * len(ids)
+    dists = (result.get("distances") or [[]])[0]
+    space = _space(collection)
+    hits = [
+        Hit(id=i, text=d or "", score=distance_to_score(s, space), metadata=dict(m or {}))
+        for i, d, m, s in zip(ids, docs, metas, dists, strict=True)
+    ]
+    stored = [_stored_spans(h.metadata, top_fraction) for h in hits]
+    if not stored_spans:
+        stored = [None] * len(hits)
+    if rationales and hits:
+        for hit, ss in zip(hits, stored, strict=True):
+            hit.spans = ss or []
+        missing = [h for h, ss in zip(hits, stored, strict=True) if ss is None]
+        if missing:
+            spans = encoder.rationale_spans_batch(text, [h.text for h in missing], top_fraction=top_fraction)
+            for hit, ss in zip(missing, spans, strict=True):
+                hit.spans = [span_to_dict(s) for s in ss]
+    return hits
