@@ -19,17 +19,14 @@ from __future__ import annotations
 import functools
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from cera_rag.encoders import canonical_encoder_name, load_encoder
+from cera_rag.encoders import Encoder, canonical_encoder_name, load_encoder
 from cera_rag.errors import ConfigError
-
-if TYPE_CHECKING:
-    from cera_rag.store.collection import Encoder
 
 #: The name Chroma records in a collection's configuration.
 EMBEDDING_FUNCTION_NAME = "cera"

@@ -11,9 +11,39 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
 
 from cera_rag.errors import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from cera_rag.model import EncoderConfig
+
+
+class Encoder(Protocol):
+    """The one encoder type the store and the adapters take (``cera_rag.model.CERAEncoder`` provides it).
+
+    ``encode_passages(..., return_rationales=True)`` returns ``(vectors, spans)``: the embeddings
+    and each passage's attention spans from the same forward pass.
+    """
+
+    name: str
+    config: EncoderConfig
+
+    @property
+    def dim(self) -> int: ...
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
+
+    def encode_passages(
+        self, texts: Sequence[str], batch_size: int = 32, return_rationales: bool = False, top_fraction: float = 0.2
+    ) -> Any: ...
+
+    def rationale_spans_batch(self, query: str, passages: Sequence[str], top_fraction: float = 0.2) -> Any: ...
+
 
 #: Hub id of the Contriever checkpoint the comparison uses where the hub is reachable.
 CONTRIEVER_MODEL = "facebook/contriever"

@@ -23,7 +23,7 @@ vectors alike, so ``score = 1 - distance`` is the dot product in both cases.
 """
 
 # One module per job; everything is re-exported here, where callers have always found it.
-from cera_rag.encoders import CONTRIEVER_MODEL, canonical_encoder_name, default_contriever_model, load_encoder
+from cera_rag.encoders import CONTRIEVER_MODEL, Encoder, canonical_encoder_name, default_contriever_model, load_encoder
 
 # The record-metadata key the store writes the spans under, and its parser.
 from cera_rag.spans import SPANS_KEY, parse_spans
@@ -37,7 +37,6 @@ from cera_rag.store.collection import (
     META_POOLING,
     SPACES,
     SPANS_FRACTION_KEY,
-    Encoder,
     check_collection,
     check_encoder,
     collection_encoder,

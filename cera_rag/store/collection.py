@@ -4,44 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-import numpy as np
-
-from cera_rag.encoders import canonical_encoder_name
+from cera_rag.encoders import Encoder, canonical_encoder_name
 from cera_rag.store.client import _chromadb, get_client
 from cera_rag.store.errors import CollectionMismatchError, StoreError
 
-if TYPE_CHECKING:
-    from cera_rag.model import EncoderConfig
-
-    pass
-
 logger = logging.getLogger(__name__)
-
-
-class Encoder(Protocol):
-    """The one encoder type of the store layer (``cera_rag.model.CERAEncoder`` provides it).
-
-    ``encode_passages(..., return_rationales=True)`` returns ``(vectors, spans)``: the embeddings
-    and each passage's attention spans from the same forward pass.
-    """
-
-    name: str
-    config: EncoderConfig
-
-    @property
-    def dim(self) -> int: ...
-
-    def encode_queries(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray: ...
-
-    def encode_passages(
-        self, texts: Sequence[str], batch_size: int = 32, return_rationales: bool = False, top_fraction: float = 0.2
-    ) -> Any: ...
-
-    def rationale_spans_batch(self, query: str, passages: Sequence[str], top_fraction: float = 0.2) -> Any: ...
 
 
 #: Collection used when none is named.

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cera_rag.encoders import Encoder
 from cera_rag.spans import SPANS_KEY, spans_to_json
-from cera_rag.store.collection import SPANS_FRACTION_KEY, Encoder, check_encoder
+from cera_rag.store.collection import SPANS_FRACTION_KEY, check_encoder
 
 if TYPE_CHECKING:
     pass

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cera_rag.encoders import Encoder
 from cera_rag.spans import SPANS_KEY, SpanDict, SpanFormatError, parse_spans, span_to_dict, spans_to_json
-from cera_rag.store.collection import SPANS_FRACTION_KEY, Encoder, _space
+from cera_rag.store.collection import SPANS_FRACTION_KEY, _space
 
 if TYPE_CHECKING:
     pass
