@@ -12,18 +12,21 @@ seed derive from the run seed. The best epoch on validation (MRR@10) is saved to
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import random
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 import torch
 
+from cera_rag.atomic import write_json
 from cera_rag.config import TrainConfig, save_config
 from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, PromptSelection, load_processed
 from cera_rag.data.queries import PAPER_TEMPLATE, TRAIN_TEMPLATES, sample_query
@@ -207,8 +210,31 @@ class Trainer:
         RunState(self.run_dir).recover()
 
     # -------------------------------------------------------------------------- loop
+    # -------------------------------------------------------------------------- the loop
     def train(self, resume: bool = False, show_progress: bool = True) -> TrainResult:
-        from tqdm.auto import tqdm
+        """Train (or, with ``resume``, continue) to the end; the best epoch is saved to ``output_dir``.
+
+        Raises:
+            ConfigError: ``resume`` without a resumable run, or an ``output_dir`` holding other files.
+            KeyboardInterrupt: On Ctrl-C, after saving a resumable state (the message says how to resume).
+        """
+        run = self._start(resume)
+        start = time.time()
+        with _sigint_sets(self), run.log_path.open("a", encoding="utf-8") as log_file:
+            while run.state["step"] < run.total and not self._interrupted:
+                if not self._train_epoch(run, log_file, show_progress):
+                    break
+                self._end_epoch(run, log_file)
+        if self._interrupted:
+            self._save_state(run.encoder, run.opt, run.sched, run.state)
+            raise KeyboardInterrupt(f"Interrupted at step {run.state['step']}; resume with --resume ({self.run_dir}).")
+        if run.state["best"] < 0 and not (self.output_dir / "cera_config.json").exists():
+            self._save_best(run, None)  # max_steps ended before an epoch finished
+        state = run.state
+        return TrainResult(str(self.output_dir), state["best"], state["history"], state["step"], time.time() - start)
+
+    def _start(self, resume: bool) -> _Run:
+        """Everything a run needs: data, encoder, losses, optimiser, schedule, state, log (resumed or fresh)."""
         from transformers import get_linear_schedule_with_warmup
 
         cfg = self.config
@@ -219,21 +245,13 @@ class Trainer:
         check_output_dir(self.output_dir)  # before any work: the checkpoint must not replace other files
         set_seed(cfg.seed)
         train, val = self.load_data()
-        source = str(self.run_dir / "model") if resume else cfg.base_model
-        encoder = self.build_encoder(source)
+        encoder = self.build_encoder(str(self.run_dir / "model") if resume else cfg.base_model)
         if resume:
             encoder.config.base_model = cfg.base_model
         encoder.name = str(self.output_dir)
-        triplet = ranking_loss(
-            cfg.loss, margin=cfg.margin, temperature=cfg.temperature, in_batch_negatives=cfg.in_batch_negatives
-        )
-        align = AttentionAlignmentLoss(support=cfg.alignment_support)
         steps_per_epoch = len(epoch_batches(train, cfg, 0))
-        total = steps_per_epoch * cfg.epochs
-        if cfg.max_steps:
-            total = min(total, cfg.max_steps)
-        groups = adamw_groups(encoder, cfg.weight_decay)
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        total = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
+        opt = torch.optim.AdamW(adamw_groups(encoder, cfg.weight_decay), lr=cfg.lr)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
         state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0, "history": []}
         if resume:
@@ -241,79 +259,122 @@ class Trainer:
             log.info("Resuming %s at step %d", self.run_dir, state["step"])
         self.output_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.output_dir.with_name(self.output_dir.name + ".log.jsonl")
-        if not resume and log_path.exists():
-            log_path.unlink()
-        elif resume:
-            trim_log(log_path, state["step"])
-        previous = signal.getsignal(signal.SIGINT)
+        if resume:
+            trim_log(log_path, state["step"])  # steps after the saved state are done again
+        else:
+            log_path.unlink(missing_ok=True)
+        return _Run(
+            train=train,
+            val=val,
+            encoder=encoder,
+            ranking=ranking_loss(
+                cfg.loss, margin=cfg.margin, temperature=cfg.temperature, in_batch_negatives=cfg.in_batch_negatives
+            ),
+            align=AttentionAlignmentLoss(support=cfg.alignment_support),
+            opt=opt,
+            sched=sched,
+            state=state,
+            steps_per_epoch=steps_per_epoch,
+            total=total,
+            log_path=log_path,
+        )
 
-        def on_sigint(signum: int, frame: Any) -> None:
-            self._interrupted = True
+    def _train_epoch(self, run: _Run, log_file: IO[str], show_progress: bool) -> bool:
+        """The rest of the current epoch's steps; ``True`` when the epoch is complete (then evaluate it)."""
+        from tqdm.auto import tqdm
 
-        signal.signal(signal.SIGINT, on_sigint)
-        start = time.time()
-        try:
-            with log_path.open("a", encoding="utf-8") as log_file:
-                while state["step"] < total and not self._interrupted:
-                    epoch = state["epoch"]
-                    batches = epoch_batches(train, cfg, epoch)
-                    done_in_epoch = state["step"] - epoch * steps_per_epoch
-                    bar = tqdm(
-                        total=min(len(batches), total - epoch * steps_per_epoch),
-                        initial=done_in_epoch,
-                        desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                        disable=not show_progress,
-                    )
-                    for batch in batches[done_in_epoch:]:
-                        if state["step"] >= total or self._interrupted:
-                            break
-                        encoder.train()
-                        torch.manual_seed(cfg.seed + state["step"])  # dropout: same masks when resumed
-                        loss, terms = self.step_loss(encoder, train, batch, triplet, align)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        torch.nn.utils.clip_grad_norm_(encoder.parameters(), cfg.max_grad_norm)
-                        opt.step()
-                        sched.step()
-                        state["step"] += 1
-                        record = {
-                            "step": state["step"],
-                            "epoch": epoch,
-                            "lr": sched.get_last_lr()[0],
-                            **terms,
-                        }
-                        log_file.write(json.dumps(record) + "\n")
-                        log_file.flush()
-                        bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items()})
-                        bar.update(1)
-                        if state["step"] % cfg.checkpoint_every == 0:
-                            self._save_state(encoder, opt, sched, state)
-                    bar.close()
-                    epoch_done = state["step"] >= min(total, (epoch + 1) * steps_per_epoch)
-                    if self._interrupted or not epoch_done:
-                        break
-                    metrics = self.evaluate(encoder, val) if val is not None else {}
-                    entry = {"epoch": epoch + 1, "step": state["step"], **metrics}
-                    state["history"].append(entry)
-                    log_file.write(json.dumps({"eval": entry}) + "\n")
-                    log.info("epoch %d: %s", epoch + 1, metrics)
-                    score = metrics.get("mrr@10", 0.0)
-                    if score > state["best"] or val is None:
-                        state["best"] = score
-                        encoder.save_pretrained(self.output_dir)
-                        save_config(cfg, self.output_dir / "train_config.yaml")
-                        (self.output_dir / "metrics.json").write_text(json.dumps(entry, indent=1), encoding="utf-8")
-                    state["epoch"] = epoch + 1
-                    self._save_state(encoder, opt, sched, state)
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        if self._interrupted:
-            self._save_state(encoder, opt, sched, state)
-            raise KeyboardInterrupt(f"Interrupted at step {state['step']}; resume with --resume ({self.run_dir}).")
-        if state["best"] < 0 and not (self.output_dir / "cera_config.json").exists():
-            encoder.save_pretrained(self.output_dir)  # max_steps ended before an epoch finished
-            save_config(cfg, self.output_dir / "train_config.yaml")
-        return TrainResult(str(self.output_dir), state["best"], state["history"], state["step"], time.time() - start)
+        cfg, state = self.config, run.state
+        epoch = state["epoch"]
+        batches = epoch_batches(run.train, cfg, epoch)
+        done_in_epoch = state["step"] - epoch * run.steps_per_epoch
+        bar = tqdm(
+            total=min(len(batches), run.total - epoch * run.steps_per_epoch),
+            initial=done_in_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not show_progress,
+        )
+        for batch in batches[done_in_epoch:]:
+            if state["step"] >= run.total or self._interrupted:
+                break
+            terms = self._step(run, batch)
+            log_file.write(
+                json.dumps({"step": state["step"], "epoch": epoch, "lr": run.sched.get_last_lr()[0], **terms}) + "\n"
+            )
+            log_file.flush()
+            bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items()})
+            bar.update(1)
+            if state["step"] % cfg.checkpoint_every == 0:
+                self._save_state(run.encoder, run.opt, run.sched, state)
+        bar.close()
+        complete = state["step"] >= min(run.total, (epoch + 1) * run.steps_per_epoch)
+        return complete and not self._interrupted
+
+    def _step(self, run: _Run, batch: Batch) -> dict[str, float]:
+        """One optimiser step; returns the loss terms."""
+        run.encoder.train()
+        torch.manual_seed(self.config.seed + run.state["step"])  # dropout: the same masks when resumed
+        loss, terms = self.step_loss(run.encoder, run.train, batch, run.ranking, run.align)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.encoder.parameters(), self.config.max_grad_norm)
+        run.opt.step()
+        run.sched.step()
+        run.state["step"] += 1
+        return terms
+
+    def _end_epoch(self, run: _Run, log_file: IO[str]) -> None:
+        """Evaluate the finished epoch, keep it if it is the best so far, save a resumable state."""
+        state = run.state
+        epoch = state["epoch"]
+        metrics = self.evaluate(run.encoder, run.val) if run.val is not None else {}
+        entry = {"epoch": epoch + 1, "step": state["step"], **metrics}
+        state["history"].append(entry)
+        log_file.write(json.dumps({"eval": entry}) + "\n")
+        log.info("epoch %d: %s", epoch + 1, metrics)
+        score = metrics.get("mrr@10", 0.0)
+        if score > state["best"] or run.val is None:
+            state["best"] = score
+            self._save_best(run, entry)
+        state["epoch"] = epoch + 1
+        self._save_state(run.encoder, run.opt, run.sched, state)
+
+    def _save_best(self, run: _Run, entry: dict[str, Any] | None) -> None:
+        run.encoder.save_pretrained(self.output_dir)
+        save_config(self.config, self.output_dir / "train_config.yaml")
+        if entry is not None:
+            write_json(self.output_dir / "metrics.json", entry)
+
+
+@dataclass
+class _Run:
+    """The state of one training run, shared by the loop's steps."""
+
+    train: ProcessedSplit
+    val: ProcessedSplit | None
+    encoder: CERAEncoder
+    ranking: torch.nn.Module
+    align: AttentionAlignmentLoss
+    opt: torch.optim.Optimizer
+    sched: Any
+    state: dict[str, Any]
+    steps_per_epoch: int
+    total: int
+    log_path: Path
+
+
+@contextlib.contextmanager
+def _sigint_sets(trainer: Trainer) -> Iterator[None]:
+    """Ctrl-C sets ``trainer._interrupted`` (the loop stops after the current step) instead of raising."""
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        trainer._interrupted = True
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def train(config: TrainConfig, resume: bool = False, data_dir: str | Path | None = None) -> TrainResult:
