@@ -225,27 +225,10 @@ def run_evaluation(
         comparisons, plausibility and faithfulness summaries, timings. ``per_query``: the per-query values
         behind them.
     """
-    from cera_rag.data.dataset import load_processed
     from cera_rag.errors import ConfigError
-    from cera_rag.evaluation import stats, two_stage
-    from cera_rag.evaluation.cache import PassageVectorCache
-    from cera_rag.evaluation.faithfulness import DEFINITIONS as FAITH_DEFINITIONS
-    from cera_rag.evaluation.faithfulness import evaluate_faithfulness
-    from cera_rag.evaluation.plausibility import evaluate_plausibility, positive_pairs
-    from cera_rag.evaluation.retrieval import (
-        bm25_run,
-        build_qrels,
-        dense_run_from_vectors,
-        eval_examples,
-        evaluate_run,
-        pool_articles,
-        query_id,
-        query_text,
-    )
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
-    per_query_out: dict[str, Any] = {"retrieval": {}, "plausibility": {}, "faithfulness": {}}
     for style in config.query_styles:
         if style not in ("paper", "heldout"):
             raise ConfigError(f"Unknown query style {style!r}; use paper or heldout.")
@@ -254,254 +237,41 @@ def run_evaluation(
     baseline = config.baseline or labels[0]
     if baseline not in labels:
         raise ConfigError(f"Baseline {baseline!r} is not one of the systems {labels}.")
-
-    if split is None:
-        split = load_processed(config.split, config.data, data_dir, show_progress=show_progress)
-    exs = eval_examples(split, config.limit)
-    qrels = {k: v for k, v in build_qrels(split).items() if k in {q.prompt.prompt_id for q in exs}}
-    needed = sorted({a for pool in config.pools for a in pool_articles(split, exs, pool)})
-    pairs = positive_pairs(split, exs, config.query_styles[0])
-    passage_text = {p.passage_id: p.text for a in needed for p in split.passages[a]}
+    data = _EvalData.load(config, data_dir, show_progress, split)
+    split, exs, pairs = data.split, data.exs, data.pairs
     timings["load_data"] = time.perf_counter() - t_start
 
-    # per_query[key][system] = [ {metric: {qid: value}} per member ]
-    member_pq: dict[str, dict[str, list[dict[str, dict[str, float]]]]] = {}
-    member_means: dict[str, dict[str, list[dict[str, float]]]] = {}
-    plaus: dict[str, list[dict[str, Any]]] = {}
-    faith: dict[str, list[dict[str, Any]]] = {}
-    members_info: dict[str, list[dict[str, Any]]] = {}
-    kept_runs: dict[str, dict[str, dict[str, dict[str, float]]]] = {}  # first member's runs per system
-    explain: dict[str, dict[str, Any]] = {}
-    explain_style = config.query_styles[0]
-
-    def explain_query(e: Any) -> str:  # the question every explanation row is marked for
-        return query_text(e, explain_style)
-
-    def record(key: str, label: str, ev: dict[str, Any]) -> None:
-        member_pq.setdefault(key, {}).setdefault(label, []).append(ev.pop("per_query"))
-        member_means.setdefault(key, {}).setdefault(label, []).append(ev)
-
+    got = _Gathered()
     for system in systems:
         t0 = time.perf_counter()
         if system.kind == "lexical":
-            for style in config.query_styles:
-                for pool in config.pools:
-                    run = bm25_run(split, pool, style, top_k=config.top_k, exs=exs)
-                    record(f"{pool}/{style}", system.label, evaluate_run(qrels, run, config.metrics, per_query=True))
-            members_info[system.label] = [{"spec": "bm25", "library": "bm25s", "stopwords": "en"}]
-            timings[system.label] = time.perf_counter() - t0
-            continue
-        for spec in system.members:
-            log.info("Evaluating %s", spec)
-            encoder = load_encoder(spec, config.backend)
-            cache = PassageVectorCache(encoder, split, enabled=config.use_cache, source=_member_source(spec))
-            t1 = time.perf_counter()
-            vectors = cache.vectors(needed, config.batch_size, show_progress=show_progress, desc=f"encode {spec}")
-            stage: dict[str, float] = {"encode_passages": time.perf_counter() - t1}
-            t1 = time.perf_counter()
-            for style in config.query_styles:
-                qv = encoder.encode_queries([query_text(ex, style) for ex in exs], batch_size=config.batch_size)
-                for pool in config.pools:
-                    run = dense_run_from_vectors(split, exs, qv, vectors, pool, config.top_k)
-                    record(f"{pool}/{style}", system.label, evaluate_run(qrels, run, config.metrics, per_query=True))
-                    if spec == system.members[0]:
-                        kept_runs.setdefault(system.label, {})[f"{pool}/{style}"] = run
-            stage["retrieval"] = time.perf_counter() - t1
-            info: dict[str, Any] = {
-                "spec": spec,
-                "name": encoder.name,
-                "backend": encoder.backend,
-                "encoder_config": encoder.config.model_dump(),
-            }
-            info["cache"] = cache.manifest()
-            t1 = time.perf_counter()
-            if config.plausibility and pairs:
-                plaus.setdefault(system.label, []).append(
-                    evaluate_plausibility(encoder, pairs, config.batch_size, config.seed, show_progress)
-                )
-            stage["plausibility"] = time.perf_counter() - t1
-            t1 = time.perf_counter()
-            if config.faithfulness and pairs:
-                faith.setdefault(system.label, []).append(
-                    evaluate_faithfulness(
-                        encoder,
-                        pairs,
-                        config.faithfulness_limit,
-                        config.aopc_fractions,
-                        seed=config.seed,
-                        batch_size=config.batch_size,
-                        show_progress=show_progress,
-                    )
-                )
-            stage["faithfulness"] = time.perf_counter() - t1
-            t1 = time.perf_counter()
-            article_run = kept_runs.get(system.label, {}).get(f"article/{explain_style}")
-            if config.explanations and pairs and spec == system.members[0] and article_run is not None:
-                top = two_stage.top_of(article_run)
-                texts = [p.text for p in pairs] + [passage_text[pid] for pid in top.values()]
-                mark = two_stage.encoder_marker(encoder, texts, config.batch_size)
-                explain[f"{system.label} attention"] = two_stage.explanation_row(
-                    mark, split, exs, pairs, top, explain_query, system.label
-                )
-            stage["explanations"] = time.perf_counter() - t1
-            info["timings_s"] = {k: round(v, 2) for k, v in stage.items()}
-            members_info.setdefault(system.label, []).append(info)
-            del encoder
+            _evaluate_lexical(system, config, data, got)
+        else:
+            for spec in system.members:
+                _evaluate_dense_member(system, spec, config, data, got, show_progress)
         timings[system.label] = time.perf_counter() - t0
 
-    # ------------------------------------------------------------------ two-stage retrieval and explanations
     dense_labels = [s.label for s in systems if s.kind == "dense"]
     first_stage = config.reader_first_stage or (dense_labels[0] if dense_labels else None)
-    if (config.reader or config.explanations) and first_stage is not None and first_stage not in kept_runs:
+    if (config.reader or config.explanations) and first_stage is not None and first_stage not in got.kept_runs:
         raise ConfigError(f"reader_first_stage {first_stage!r} is not one of the dense systems {dense_labels}.")
     if config.reader:
         if first_stage is None:
             raise ConfigError("The reader re-ranks a dense system's top passages; add one to --systems.")
         t0 = time.perf_counter()
-        reader = load_reader(config.reader, config.reader_backend)
-        cache = two_stage.ReaderCache(reader)
-        reader_label = f"{first_stage}+reader"
-        labels.append(reader_label)
-        if config.reader_fusion:
-            labels.append(f"{reader_label}+fusion")
-        reranked: dict[str, dict[str, dict[str, float]]] = {}
-        for key, first_run in kept_runs[first_stage].items():
-            style = key.split("/")[1]
-            questions = {query_id(e): query_text(e, style) for e in exs}
-            run = two_stage.rerank(
-                cache, first_run, questions, passage_text, config.rerank_top_n, show_progress, desc=f"re-rank {key}"
-            )
-            reranked[key] = run
-            record(key, reader_label, evaluate_run(qrels, run, config.metrics, per_query=True))
-            if config.reader_fusion:
-                fused = two_stage.rerank(
-                    cache, first_run, questions, passage_text, config.rerank_top_n, fusion=config.reader_fusion
-                )
-                record(key, f"{reader_label}+fusion", evaluate_run(qrels, fused, config.metrics, per_query=True))
-        members_info[reader_label] = [
-            {
-                "spec": config.reader,
-                "first_stage": first_stage,
-                "rerank_top_n": config.rerank_top_n,
-                "fusion_weight": config.reader_fusion,
-                "backend": reader.backend,
-                "reader_config": reader.config.model_dump(),
-                "pairs_read": cache.pairs_read,
-            }
-        ]
-        if config.reader_fusion:
-            members_info[f"{reader_label}+fusion"] = members_info[reader_label]
-        if config.explanations and pairs and f"article/{explain_style}" in reranked:
-            ids = {t: pid for pid, t in passage_text.items()}
-            explain["reader evidence spans"] = two_stage.explanation_row(
-                two_stage.reader_marker(cache, ids), split, exs, pairs,
-                two_stage.top_of(reranked[f"article/{explain_style}"]),
-                explain_query, reader_label,
-            )  # fmt: skip
-        timings[reader_label] = time.perf_counter() - t0
-    first_article_run = kept_runs.get(first_stage or "", {}).get(f"article/{explain_style}")
-    if config.explanations and pairs and first_article_run is not None:
-        top = two_stage.top_of(first_article_run)
-        for kind in ("random", "query_overlap"):
-            explain[kind] = two_stage.explanation_row(
-                two_stage.baseline_marker(kind, config.seed), split, exs, pairs, top,
-                explain_query, first_stage,
-            )  # fmt: skip
-    explanations_out: dict[str, Any] = {}
-    for name in ["random", "query_overlap", *[k for k in explain if k not in ("random", "query_overlap")]]:
-        if name in explain:
-            row = dict(explain[name])
-            per_query_out.setdefault("explanations", {})[name] = {
-                "lift": row.pop("per_pair_lift"),
-                "share": row.pop("per_pair_share"),
-            }
-            explanations_out[name] = row
+        reader_labels = _evaluate_reader(first_stage, config, data, got, show_progress)
+        labels.extend(reader_labels)
+        timings[reader_labels[0]] = time.perf_counter() - t0
+    _explanation_baselines(first_stage, config, data, got)
 
-    # ------------------------------------------------------------------ retrieval summaries and stats
-    retrieval: dict[str, Any] = {}
-    for key, by_system in member_pq.items():
-        pq = {
-            label: {m: stats.mean_per_query([mem[m] for mem in runs]) for m in config.metrics}
-            for label, runs in by_system.items()
-        }
-        per_query_out["retrieval"][key] = pq
-        entry: dict[str, Any] = {"n_queries": len(next(iter(pq.values()))[config.metrics[0]]), "systems": {}}
-        for label in labels:
-            if label not in pq:
-                continue
-            seeds = stats.aggregate_seeds(member_means[key][label])
-            entry["systems"][label] = {
-                "metrics": {m: seeds[m]["mean"] for m in config.metrics},
-                "std": {m: seeds[m]["std"] for m in config.metrics},
-                "n_seeds": len(member_means[key][label]),
-                "ci95": _ci_table(pq[label], config.metrics, config),
-            }
-        entry["comparisons"] = {
-            label: {
-                m: stats.paired_comparison(
-                    pq[label][m], pq[baseline][m], config.n_bootstrap, config.n_permutations, seed=config.seed
-                )
-                for m in config.metrics
-            }
-            for label in labels
-            if label != baseline and label in pq
-        }
-        retrieval[key] = entry
+    per_query_out: dict[str, Any] = {"retrieval": {}, "plausibility": {}, "faithfulness": {}}
+    explanations_out = _explanations_summary(got.explain, per_query_out)
+    retrieval = _retrieval_summary(got.member_pq, got.member_means, labels, baseline, config, per_query_out)
+    plausibility = _plausibility_summary(got.plaus, config, per_query_out)
+    faithfulness = _faithfulness_summary(got.faith, config, per_query_out)
+    members_info = got.members_info
 
-    plausibility: dict[str, Any] = {}
-    for label, runs in plaus.items():
-        att = stats.aggregate_seeds([r["attention"] for r in runs])
-        rnd = stats.aggregate_seeds([r["random"] for r in runs])
-        per_query_out["plausibility"][label] = [r["per_instance"] for r in runs]
-        auprc = stats.mean_per_query([r["per_instance"]["auprc"] for r in runs])
-        auprc_rnd = stats.mean_per_query([r["per_instance"]["auprc_random"] for r in runs])
-        plausibility[label] = {
-            "attention": {k: v["mean"] for k, v in att.items()},
-            "attention_std": {k: v["std"] for k, v in att.items()},
-            "random": {k: v["mean"] for k, v in rnd.items()},
-            "attention_vs_random_auprc": stats.paired_comparison(
-                auprc, auprc_rnd, config.n_bootstrap, config.n_permutations, seed=config.seed
-            ),
-            "attention_mass": [x for r in runs for x in r["attention_mass"]],
-            "evidence_fraction": [x for r in runs for x in r["evidence_fraction"]],
-            "n_pairs": runs[0]["n_scored"],
-            "n_seeds": len(runs),
-        }
-
-    faithfulness: dict[str, Any] = {}
-    for label, runs in faith.items():
-        runs = [r for r in runs if r["summary"]]
-        if not runs:
-            continue
-        methods = list(runs[0]["summary"])
-        per_query_out["faithfulness"][label] = [r["per_pair"] for r in runs]
-        summary = {m: stats.aggregate_seeds([r["summary"][m] for r in runs]) for m in methods}
-        entry = {
-            "summary": {m: {k: v["mean"] for k, v in s.items()} for m, s in summary.items()},
-            "std": {m: {k: v["std"] for k, v in s.items()} for m, s in summary.items()},
-            "fractions": runs[0]["fractions"],
-            "n_pairs": runs[0]["n_pairs"],
-            "n_seeds": len(runs),
-            "comparisons": {},
-        }
-        if "attention" in methods:
-            for other in (m for m in methods if m != "attention"):
-                entry["comparisons"][f"attention_vs_{other}"] = {
-                    k: stats.paired_comparison(
-                        stats.mean_per_query([r["per_pair"]["attention"][k] for r in runs]),
-                        stats.mean_per_query([r["per_pair"][other][k] for r in runs]),
-                        config.n_bootstrap,
-                        config.n_permutations,
-                        seed=config.seed,
-                    )
-                    for k in (
-                        "eraser_comprehensiveness_aopc",
-                        "eraser_sufficiency_aopc",
-                        "paper_comprehensiveness",
-                        "paper_sufficiency",
-                    )
-                }
-        faithfulness[label] = entry
+    from cera_rag.evaluation.faithfulness import DEFINITIONS as FAITH_DEFINITIONS
 
     timings["total"] = time.perf_counter() - t_start
     results: dict[str, Any] = {
@@ -547,3 +317,335 @@ def run_evaluation(
         "timings_s": {k: round(v, 2) for k, v in timings.items()},
     }
     return results, per_query_out
+
+
+# ---------------------------------------------------------------------------------------- units
+@dataclass
+class _EvalData:
+    """The evaluated split, its prompts, qrels, the articles to encode, the (prompt, positive) pairs."""
+
+    split: ProcessedSplit
+    exs: list[Any]
+    qrels: dict[str, dict[str, int]]
+    needed: list[str]
+    pairs: list[Any]
+    passage_text: dict[str, str]
+    explain_style: str
+
+    @classmethod
+    def load(
+        cls, config: EvalConfig, data_dir: str | Path | None, show_progress: bool, split: ProcessedSplit | None
+    ) -> _EvalData:
+        from cera_rag.data.dataset import load_processed
+        from cera_rag.evaluation.plausibility import positive_pairs
+        from cera_rag.evaluation.retrieval import build_qrels, eval_examples, pool_articles
+
+        if split is None:
+            split = load_processed(config.split, config.data, data_dir, show_progress=show_progress)
+        exs = eval_examples(split, config.limit)
+        wanted = {q.prompt.prompt_id for q in exs}
+        needed = sorted({a for pool in config.pools for a in pool_articles(split, exs, pool)})
+        return cls(
+            split=split,
+            exs=exs,
+            qrels={k: v for k, v in build_qrels(split).items() if k in wanted},
+            needed=needed,
+            pairs=positive_pairs(split, exs, config.query_styles[0]),
+            passage_text={p.passage_id: p.text for a in needed for p in split.passages[a]},
+            explain_style=config.query_styles[0],
+        )
+
+    def explain_query(self, e: Any) -> str:
+        """The question every explanation row is marked for."""
+        from cera_rag.evaluation.retrieval import query_text
+
+        return query_text(e, self.explain_style)
+
+
+@dataclass
+class _Gathered:
+    """What the systems' evaluations collect, before the summaries."""
+
+    #: [pool/style][system] = one {metric: {qid: value}} per member (seed)
+    member_pq: dict[str, dict[str, list[dict[str, dict[str, float]]]]] = field(default_factory=dict)
+    member_means: dict[str, dict[str, list[dict[str, float]]]] = field(default_factory=dict)
+    plaus: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    faith: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    members_info: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    #: the first member's runs per system and pool/style (the reader re-ranks them)
+    kept_runs: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
+    explain: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def record(self, key: str, label: str, ev: dict[str, Any]) -> None:
+        self.member_pq.setdefault(key, {}).setdefault(label, []).append(ev.pop("per_query"))
+        self.member_means.setdefault(key, {}).setdefault(label, []).append(ev)
+
+
+def _evaluate_lexical(system: System, config: EvalConfig, data: _EvalData, got: _Gathered) -> None:
+    from cera_rag.evaluation.retrieval import bm25_run, evaluate_run
+
+    for style in config.query_styles:
+        for pool in config.pools:
+            run = bm25_run(data.split, pool, style, top_k=config.top_k, exs=data.exs)
+            got.record(f"{pool}/{style}", system.label, evaluate_run(data.qrels, run, config.metrics, per_query=True))
+    got.members_info[system.label] = [{"spec": "bm25", "library": "bm25s", "stopwords": "en"}]
+
+
+def _evaluate_dense_member(
+    system: System, spec: str, config: EvalConfig, data: _EvalData, got: _Gathered, show_progress: bool
+) -> None:
+    """One encoder (one seed of ``system``): retrieval, plausibility, faithfulness, its explanation row."""
+    from cera_rag.evaluation import two_stage
+    from cera_rag.evaluation.cache import PassageVectorCache
+    from cera_rag.evaluation.faithfulness import evaluate_faithfulness
+    from cera_rag.evaluation.plausibility import evaluate_plausibility
+    from cera_rag.evaluation.retrieval import dense_run_from_vectors, evaluate_run, query_text
+
+    log.info("Evaluating %s", spec)
+    first = spec == system.members[0]
+    encoder = load_encoder(spec, config.backend)
+    cache = PassageVectorCache(encoder, data.split, enabled=config.use_cache, source=_member_source(spec))
+    t1 = time.perf_counter()
+    vectors = cache.vectors(data.needed, config.batch_size, show_progress=show_progress, desc=f"encode {spec}")
+    stage: dict[str, float] = {"encode_passages": time.perf_counter() - t1}
+    t1 = time.perf_counter()
+    for style in config.query_styles:
+        qv = encoder.encode_queries([query_text(ex, style) for ex in data.exs], batch_size=config.batch_size)
+        for pool in config.pools:
+            run = dense_run_from_vectors(data.split, data.exs, qv, vectors, pool, config.top_k)
+            got.record(f"{pool}/{style}", system.label, evaluate_run(data.qrels, run, config.metrics, per_query=True))
+            if first:
+                got.kept_runs.setdefault(system.label, {})[f"{pool}/{style}"] = run
+    stage["retrieval"] = time.perf_counter() - t1
+    info: dict[str, Any] = {
+        "spec": spec,
+        "name": encoder.name,
+        "backend": encoder.backend,
+        "encoder_config": encoder.config.model_dump(),
+        "cache": cache.manifest(),
+    }
+    t1 = time.perf_counter()
+    if config.plausibility and data.pairs:
+        got.plaus.setdefault(system.label, []).append(
+            evaluate_plausibility(encoder, data.pairs, config.batch_size, config.seed, show_progress)
+        )
+    stage["plausibility"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    if config.faithfulness and data.pairs:
+        got.faith.setdefault(system.label, []).append(
+            evaluate_faithfulness(
+                encoder,
+                data.pairs,
+                config.faithfulness_limit,
+                config.aopc_fractions,
+                seed=config.seed,
+                batch_size=config.batch_size,
+                show_progress=show_progress,
+            )
+        )
+    stage["faithfulness"] = time.perf_counter() - t1
+    t1 = time.perf_counter()
+    article_run = got.kept_runs.get(system.label, {}).get(f"article/{data.explain_style}")
+    if config.explanations and data.pairs and first and article_run is not None:
+        top = two_stage.top_of(article_run)
+        texts = [p.text for p in data.pairs] + [data.passage_text[pid] for pid in top.values()]
+        mark = two_stage.encoder_marker(encoder, texts, config.batch_size)
+        got.explain[f"{system.label} attention"] = two_stage.explanation_row(
+            mark, data.split, data.exs, data.pairs, top, data.explain_query, system.label
+        )
+    stage["explanations"] = time.perf_counter() - t1
+    info["timings_s"] = {k: round(v, 2) for k, v in stage.items()}
+    got.members_info.setdefault(system.label, []).append(info)
+
+
+def _evaluate_reader(
+    first_stage: str, config: EvalConfig, data: _EvalData, got: _Gathered, show_progress: bool
+) -> list[str]:
+    """The reader re-ranking ``first_stage``'s runs (and fused with it); returns the new system labels."""
+    from cera_rag.evaluation import two_stage
+    from cera_rag.evaluation.retrieval import evaluate_run, query_id, query_text
+
+    reader = load_reader(config.reader or "", config.reader_backend)
+    cache = two_stage.ReaderCache(reader)
+    reader_label = f"{first_stage}+reader"
+    labels = [reader_label] + ([f"{reader_label}+fusion"] if config.reader_fusion else [])
+    reranked: dict[str, dict[str, dict[str, float]]] = {}
+    for key, first_run in got.kept_runs[first_stage].items():
+        style = key.split("/")[1]
+        questions = {query_id(e): query_text(e, style) for e in data.exs}
+        run = two_stage.rerank(
+            cache, first_run, questions, data.passage_text, config.rerank_top_n, show_progress, desc=f"re-rank {key}"
+        )
+        reranked[key] = run
+        got.record(key, reader_label, evaluate_run(data.qrels, run, config.metrics, per_query=True))
+        if config.reader_fusion:
+            fused = two_stage.rerank(
+                cache, first_run, questions, data.passage_text, config.rerank_top_n, fusion=config.reader_fusion
+            )
+            got.record(key, f"{reader_label}+fusion", evaluate_run(data.qrels, fused, config.metrics, per_query=True))
+    got.members_info[reader_label] = [
+        {
+            "spec": config.reader,
+            "first_stage": first_stage,
+            "rerank_top_n": config.rerank_top_n,
+            "fusion_weight": config.reader_fusion,
+            "backend": reader.backend,
+            "reader_config": reader.config.model_dump(),
+            "pairs_read": cache.pairs_read,
+        }
+    ]
+    if config.reader_fusion:
+        got.members_info[f"{reader_label}+fusion"] = got.members_info[reader_label]
+    article_key = f"article/{data.explain_style}"
+    if config.explanations and data.pairs and article_key in reranked:
+        ids = {t: pid for pid, t in data.passage_text.items()}
+        got.explain["reader evidence spans"] = two_stage.explanation_row(
+            two_stage.reader_marker(cache, ids), data.split, data.exs, data.pairs,
+            two_stage.top_of(reranked[article_key]), data.explain_query, reader_label,
+        )  # fmt: skip
+    return labels
+
+
+def _explanation_baselines(first_stage: str | None, config: EvalConfig, data: _EvalData, got: _Gathered) -> None:
+    """The two free baselines every explanation is measured against, on the first stage's top passages."""
+    from cera_rag.evaluation import two_stage
+
+    first_article_run = got.kept_runs.get(first_stage or "", {}).get(f"article/{data.explain_style}")
+    if config.explanations and data.pairs and first_article_run is not None:
+        top = two_stage.top_of(first_article_run)
+        for kind in ("random", "query_overlap"):
+            got.explain[kind] = two_stage.explanation_row(
+                two_stage.baseline_marker(kind, config.seed), data.split, data.exs, data.pairs, top,
+                data.explain_query, first_stage,
+            )  # fmt: skip
+
+
+def _explanations_summary(explain: dict[str, dict[str, Any]], per_query_out: dict[str, Any]) -> dict[str, Any]:
+    """The explanation rows, baselines first; their per-pair values move to ``per_query_out``."""
+    out: dict[str, Any] = {}
+    for name in ["random", "query_overlap", *[k for k in explain if k not in ("random", "query_overlap")]]:
+        if name in explain:
+            row = dict(explain[name])
+            per_query_out.setdefault("explanations", {})[name] = {
+                "lift": row.pop("per_pair_lift"),
+                "share": row.pop("per_pair_share"),
+            }
+            out[name] = row
+    return out
+
+
+# ---------------------------------------------------------------------------------------- summaries
+def _retrieval_summary(
+    member_pq: dict[str, dict[str, list[dict[str, dict[str, float]]]]],
+    member_means: dict[str, dict[str, list[dict[str, float]]]],
+    labels: list[str],
+    baseline: str,
+    config: EvalConfig,
+    per_query_out: dict[str, Any],
+) -> dict[str, Any]:
+    """Per pool/style: each system's metrics (mean and std over seeds, CI), and paired comparisons with the baseline."""
+    from cera_rag.evaluation import stats
+
+    retrieval: dict[str, Any] = {}
+    for key, by_system in member_pq.items():
+        pq = {
+            label: {m: stats.mean_per_query([mem[m] for mem in runs]) for m in config.metrics}
+            for label, runs in by_system.items()
+        }
+        per_query_out["retrieval"][key] = pq
+        entry: dict[str, Any] = {"n_queries": len(next(iter(pq.values()))[config.metrics[0]]), "systems": {}}
+        for label in labels:
+            if label not in pq:
+                continue
+            seeds = stats.aggregate_seeds(member_means[key][label])
+            entry["systems"][label] = {
+                "metrics": {m: seeds[m]["mean"] for m in config.metrics},
+                "std": {m: seeds[m]["std"] for m in config.metrics},
+                "n_seeds": len(member_means[key][label]),
+                "ci95": _ci_table(pq[label], config.metrics, config),
+            }
+        entry["comparisons"] = {
+            label: {
+                m: stats.paired_comparison(
+                    pq[label][m], pq[baseline][m], config.n_bootstrap, config.n_permutations, seed=config.seed
+                )
+                for m in config.metrics
+            }
+            for label in labels
+            if label != baseline and label in pq
+        }
+        retrieval[key] = entry
+
+    return retrieval
+
+
+def _plausibility_summary(
+    plaus: dict[str, list[dict[str, Any]]], config: EvalConfig, per_query_out: dict[str, Any]
+) -> dict[str, Any]:
+    """Per dense system: attention against random marking of the human evidence, over seeds."""
+    from cera_rag.evaluation import stats
+
+    plausibility: dict[str, Any] = {}
+    for label, runs in plaus.items():
+        att = stats.aggregate_seeds([r["attention"] for r in runs])
+        rnd = stats.aggregate_seeds([r["random"] for r in runs])
+        per_query_out["plausibility"][label] = [r["per_instance"] for r in runs]
+        auprc = stats.mean_per_query([r["per_instance"]["auprc"] for r in runs])
+        auprc_rnd = stats.mean_per_query([r["per_instance"]["auprc_random"] for r in runs])
+        plausibility[label] = {
+            "attention": {k: v["mean"] for k, v in att.items()},
+            "attention_std": {k: v["std"] for k, v in att.items()},
+            "random": {k: v["mean"] for k, v in rnd.items()},
+            "attention_vs_random_auprc": stats.paired_comparison(
+                auprc, auprc_rnd, config.n_bootstrap, config.n_permutations, seed=config.seed
+            ),
+            "attention_mass": [x for r in runs for x in r["attention_mass"]],
+            "evidence_fraction": [x for r in runs for x in r["evidence_fraction"]],
+            "n_pairs": runs[0]["n_scored"],
+            "n_seeds": len(runs),
+        }
+
+    return plausibility
+
+
+def _faithfulness_summary(
+    faith: dict[str, list[dict[str, Any]]], config: EvalConfig, per_query_out: dict[str, Any]
+) -> dict[str, Any]:
+    """Per dense system: comprehensiveness/sufficiency AOPC of attention against the other rankings."""
+    from cera_rag.evaluation import stats
+
+    faithfulness: dict[str, Any] = {}
+    for label, runs in faith.items():
+        runs = [r for r in runs if r["summary"]]
+        if not runs:
+            continue
+        methods = list(runs[0]["summary"])
+        per_query_out["faithfulness"][label] = [r["per_pair"] for r in runs]
+        summary = {m: stats.aggregate_seeds([r["summary"][m] for r in runs]) for m in methods}
+        entry = {
+            "summary": {m: {k: v["mean"] for k, v in s.items()} for m, s in summary.items()},
+            "std": {m: {k: v["std"] for k, v in s.items()} for m, s in summary.items()},
+            "fractions": runs[0]["fractions"],
+            "n_pairs": runs[0]["n_pairs"],
+            "n_seeds": len(runs),
+            "comparisons": {},
+        }
+        if "attention" in methods:
+            for other in (m for m in methods if m != "attention"):
+                entry["comparisons"][f"attention_vs_{other}"] = {
+                    k: stats.paired_comparison(
+                        stats.mean_per_query([r["per_pair"]["attention"][k] for r in runs]),
+                        stats.mean_per_query([r["per_pair"][other][k] for r in runs]),
+                        config.n_bootstrap,
+                        config.n_permutations,
+                        seed=config.seed,
+                    )
+                    for k in (
+                        "eraser_comprehensiveness_aopc",
+                        "eraser_sufficiency_aopc",
+                        "paper_comprehensiveness",
+                        "paper_sufficiency",
+                    )
+                }
+        faithfulness[label] = entry
+    return faithfulness
