@@ -69,9 +69,6 @@ def evaluate_command(
     from cera_rag.evaluation.runner import EvalConfig, run_evaluation
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
-    import bm25s  # noqa: F401  (it sets its logger to DEBUG on import; quieten it afterwards)
-
-    logging.getLogger("bm25s").setLevel(logging.WARNING)
     if quiet:
         from transformers.utils import logging as hf_logging
 

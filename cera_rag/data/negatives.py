@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,20 +38,28 @@ def prompt_terms(prompt: Prompt) -> str:
     return f"{prompt.intervention} {prompt.comparator} {prompt.outcome}"
 
 
+def _bm25s() -> Any:
+    """``bm25s``, with its logger quietened: it sets itself to DEBUG on import and logs a line per index built."""
+    import logging
+
+    import bm25s
+
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    return bm25s
+
+
 class ArticleBM25:
     """BM25 over one article's passages (built once, reused for all its prompts)."""
 
     def __init__(self, texts: Sequence[str]) -> None:
-        import bm25s
-
+        bm25s = _bm25s()
         self.n = len(texts)
         self._bm25 = bm25s.BM25()
         self._bm25.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
 
     def rank(self, query: str) -> tuple[np.ndarray, np.ndarray]:
         """All passage indices, best first, and their scores."""
-        import bm25s
-
+        bm25s = _bm25s()
         tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
         docs, scores = self._bm25.retrieve(tokens, k=self.n, show_progress=False)
         return docs[0], scores[0]
