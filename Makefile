@@ -10,6 +10,8 @@ EXTRAS := baselines,eval,fast,chroma,rag,dev
 # PyTorch's CPU wheel index for machines whose pip reaches only PyPI (there torch==2.13.0 is the CUDA build):
 #   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH_INDEX_URL ?=
+# llama.cpp without -march=native: AVX2 kernels run on any x86-64-v3 CPU, in a VM or not (see $(STAMP)).
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: venv test test-fast lint typecheck browser demo data-stats clean
 
@@ -19,6 +21,9 @@ $(STAMP): pyproject.toml $(wildcard integrations/*/pyproject.toml) Makefile
 	$(PIP) install -q --upgrade pip
 	# CPU build of torch first: a looser pin pulls gigabytes of CUDA wheels.
 	$(PIP) install -q torch==2.13.0 $(if $(TORCH_INDEX_URL),--index-url $(TORCH_INDEX_URL))
+	# llama-cpp-python builds llama.cpp from source; -march=native would compile its AMX kernels on CPUs that
+	# report AMX, and a VM that does not grant AMX to the process dies on the first `ldtilecfg` (SIGSEGV).
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PIP) install -q --no-cache-dir "llama-cpp-python[server]>=0.3,<0.4"
 	$(PIP) install -q -e ".[$(EXTRAS)]" $(foreach d,$(wildcard $(INTEGRATIONS)),-e $(d))
 	touch $(STAMP)
 

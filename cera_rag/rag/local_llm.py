@@ -20,6 +20,7 @@ import importlib.util
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from cera_rag.rag.errors import LocalLLMError
+from cera_rag.rag.errors import EndpointError, LocalLLMError
 
 logger = logging.getLogger(__name__)
 
@@ -251,7 +252,27 @@ class LocalLLMServer:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        died = self.died()
         self.stop()
+        if died is not None and isinstance(exc, EndpointError):
+            # "not reachable" is true but useless when the server crashed: say so, with its log.
+            raise EndpointError(f"{exc}\n{died}") from exc
+
+    def died(self) -> str | None:
+        """Why the server process is gone (exit code or signal, log tail, known causes), or ``None`` if alive."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        code = self.process.returncode
+        how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with code {code}"
+        hint = ""
+        if code == -signal.SIGSEGV:
+            hint = (
+                " A llama.cpp built with -march=native crashes this way where the CPU reports AMX but the VM does not "
+                "grant it (`ldtilecfg`); rebuild without it: CMAKE_ARGS='-DGGML_NATIVE=OFF -DGGML_AVX2=ON "
+                "-DGGML_FMA=ON -DGGML_F16C=ON' pip install --no-cache-dir --force-reinstall llama-cpp-python "
+                "(the Makefile builds it so)."
+            )
+        return f"The embedded llama-cpp server {how}.{hint} Its log ends with:\n{self._tail(600)}"
 
     def __del__(self) -> None:  # a forgotten server must not outlive its owner
         try:

@@ -42,3 +42,24 @@ def test_a_server_that_cannot_start_fails_clearly_and_leaves_no_process(tmp_path
         with server:
             pass  # pragma: no cover - never reached
     assert server.process is None and not server.running
+
+
+def test_a_server_that_crashes_mid_run_is_named_in_the_endpoint_error(tmp_path: Path) -> None:
+    """"Not reachable" alone hides a crashed server: the error says it died, how, and what to rebuild."""
+    import subprocess
+    import sys
+
+    from cera_rag.rag.errors import EndpointError
+
+    server = LocalLLMServer(model_path=tmp_path / "m.gguf")
+    server.log_path = tmp_path / "server.log"
+    server.log_path.write_text("INFO: GET /v1/models 200 OK\n", encoding="utf-8")
+    # What a llama.cpp built for AMX does in a VM that refuses AMX: SIGSEGV on the first request.
+    server.process = subprocess.Popen([sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)"])
+    server.process.wait(timeout=30)
+    with pytest.raises(EndpointError, match=r"(?s)not reachable.*killed by signal 11 \(SIGSEGV\).*GGML_NATIVE=OFF"):
+        with server:
+            raise EndpointError("The generator LLM endpoint is not reachable.")
+    assert server.process is None
+    alive = LocalLLMServer(model_path=tmp_path / "m.gguf")
+    assert alive.died() is None, "no process: nothing to explain"
