@@ -25,7 +25,7 @@ def main() -> None:
 
     from cera_rag.config import load_config
     from cera_rag.data.dataset import load_processed
-    from cera_rag.losses import AttentionAlignmentLoss, TripletLoss
+    from cera_rag.losses import AttentionAlignmentLoss, ranking_loss
     from cera_rag.train import Trainer, epoch_batches
 
     cfg = load_config(args.preset, None, {"output_dir": "/tmp/cera-bench-train"})
@@ -33,8 +33,8 @@ def main() -> None:
     train = load_processed("train", cfg.data)
     enc = trainer.build_encoder(cfg.base_model)
     enc.train()
-    triplet = TripletLoss(
-        margin=cfg.margin, loss=cfg.loss, temperature=cfg.temperature, in_batch_negatives=cfg.in_batch_negatives
+    triplet = ranking_loss(
+        cfg.loss, margin=cfg.margin, temperature=cfg.temperature, in_batch_negatives=cfg.in_batch_negatives
     )
     align = AttentionAlignmentLoss(support=cfg.alignment_support)
     opt = torch.optim.AdamW(enc.parameters(), lr=cfg.lr)

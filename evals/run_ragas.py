@@ -11,7 +11,7 @@ Without --llm-base-url the embedded llama-cpp server runs SmolLM2-135M-Instruct 
 it is a weak generator and a weak judge: its verdicts always parse (bounded JSON schemas compiled
 into a grammar) but rank systems only coarsely. Rows go to
 <out>/ragas_rows.jsonl as they are scored; rerunning the same command resumes
-(stop with Ctrl-C, or `kill PID` for a run in the background).
+(stop with Ctrl-C, `kill -INT PID` or `kill PID`).
 Summary: <out>/ragas_summary.{md,json,png}.
 
 Runnable from the repository root without installing the package (the root is put on sys.path).
@@ -165,8 +165,9 @@ def run_ragas_command(
 def main() -> None:
     import signal
 
-    # A run started in the background by a script ignores Ctrl-C/SIGINT (the shell's rule for `cmd &`),
-    # so SIGTERM (`kill PID`) gets the same clean stop.
+    # SIGINT as Ctrl-C even where the shell started us ignoring it (its rule for `cmd &` in a script), as
+    # `cera-rag train` does; and SIGTERM (`kill PID`) gets the same clean stop.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         typer.run(run_ragas_command)
