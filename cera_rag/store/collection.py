@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from cera_rag.encoders import Encoder, canonical_encoder_name
@@ -75,18 +74,7 @@ def check_collection(
             f"Collection {name!r} does not record a CERA encoder (no {META_ENCODER}/{META_DIM} metadata); "
             "create it with cera_rag.store.open_collection, or index into a new collection name."
         )
-    if info["space"] not in SPACES:
-        raise CollectionMismatchError(
-            f"Collection {name!r} uses the {info['space']!r} distance; CERA collections use 'ip'. "
-            "Re-index into a new collection created with cera_rag.store.open_collection."
-        )
-    unit = normalize if normalize is not None else info["normalize"]
-    if info["space"] in ("cosine", "l2") and unit is not True:
-        raise CollectionMismatchError(
-            f"Collection {name!r} uses the {info['space']!r} distance, which ranks like CERA's dot product only "
-            "for normalised vectors, and this encoder does not normalise (Contriever-style). Index into a "
-            "collection created with configuration={'hnsw': {'space': 'ip'}} (cera_rag.store.open_collection)."
-        )
+    _check_space(name, info["space"], normalize if normalize is not None else info["normalize"])
     problems = []
     if canonical_encoder_name(info["encoder"]) != canonical_encoder_name(encoder_name):
         problems.append(f"encoder {info['encoder']!r} (you gave {encoder_name!r})")
@@ -101,6 +89,21 @@ def check_collection(
             f"Collection {name!r} was indexed with " + ", ".join(problems) + ". Vectors from different "
             "encoders are not comparable: query it with the encoder it was built with, or re-index into "
             "another collection name (or delete this one)."
+        )
+
+
+def _check_space(name: str, space: str | None, normalized: bool | None) -> None:
+    """Refuse a distance that does not rank like CERA's dot product for this encoder."""
+    if space not in SPACES:
+        raise CollectionMismatchError(
+            f"Collection {name!r} uses the {space!r} distance; CERA collections use 'ip'. "
+            "Re-index into a new collection created with cera_rag.store.open_collection."
+        )
+    if space in ("cosine", "l2") and normalized is not True:
+        raise CollectionMismatchError(
+            f"Collection {name!r} uses the {space!r} distance, which ranks like CERA's dot product only "
+            "for normalised vectors, and this encoder does not normalise (Contriever-style). Index into a "
+            "collection created with configuration={'hnsw': {'space': 'ip'}} (cera_rag.store.open_collection)."
         )
 
 
@@ -168,37 +171,16 @@ def open_collection(
 
 def _adopt(collection: Any, encoder_name: str, dim: int, pooling: str | None, normalize: bool | None) -> None:
     """Record the encoder in an empty collection made elsewhere (its other metadata kept)."""
+    _check_space(str(getattr(collection, "name", "?")), _space(collection), normalize)  # before writing anything
     identity: dict[str, Any] = {META_ENCODER: canonical_encoder_name(encoder_name), META_DIM: int(dim)}
     if pooling is not None:
         identity[META_POOLING] = str(pooling)
     if normalize is not None:
         identity[META_NORMALIZE] = bool(normalize)
-    if _space(collection) in ("cosine", "l2") and normalize is not True:
-        check_collection(_Described(collection, identity), encoder_name, dim, pooling, normalize)  # says why not
     # Chroma refuses ``hnsw:*`` keys in an update; they stay as they are (they are the configuration).
     kept = {k: v for k, v in (collection.metadata or {}).items() if not str(k).startswith("hnsw:")}
     collection.modify(metadata={**kept, **identity})
     logger.info("Adopted the empty collection %r for encoder %s.", getattr(collection, "name", "?"), encoder_name)
-
-
-@dataclass
-class _Described:
-    """A collection seen with the identity it would get (to check it before writing anything)."""
-
-    collection: Any
-    identity: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return str(getattr(self.collection, "name", "?"))
-
-    @property
-    def metadata(self) -> dict[str, Any]:
-        return {**(self.collection.metadata or {}), **self.identity}
-
-    @property
-    def configuration_json(self) -> Any:
-        return getattr(self.collection, "configuration_json", None)
 
 
 def _encoder_config(encoder: Encoder) -> tuple[str | None, bool | None]:
