@@ -2,15 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-from typing import TYPE_CHECKING
-
 from cera_rag.errors import ConfigError
-
-if TYPE_CHECKING:
-    pass
-
-logger = logging.getLogger(__name__)
 
 
 class CollectionMismatchError(ConfigError):

@@ -3,21 +3,15 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from cera_rag.encoders import Encoder
 from cera_rag.spans import SPANS_KEY, spans_to_json
 from cera_rag.store.collection import SPANS_FRACTION_KEY, check_encoder
-
-if TYPE_CHECKING:
-    pass
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass

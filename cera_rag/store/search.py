@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from cera_rag.encoders import Encoder
 from cera_rag.spans import SPANS_KEY, SpanDict, SpanFormatError, parse_spans, span_to_dict, spans_to_json
 from cera_rag.store.collection import SPANS_FRACTION_KEY, _space
-
-if TYPE_CHECKING:
-    pass
 
 logger = logging.getLogger(__name__)
 
