@@ -53,8 +53,8 @@ class CERAEmbedding(BaseEmbedding):
     top_fraction: float = Field(default=0.2, gt=0.0, le=1.0, description="Share of words kept as rationale.")
 
     _encoder: Any = PrivateAttr(default=None)
-    _span_batches: list[Any] | None = PrivateAttr(default=None)
-    _span_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    #: per thread: the spans of the batches embedded so far by the ``__call__`` running in that thread
+    _collecting: threading.local = PrivateAttr(default_factory=threading.local)
 
     def __init__(
         self,
@@ -108,11 +108,12 @@ class CERAEmbedding(BaseEmbedding):
     def _get_text_embeddings(self, texts: list[str]) -> list[Embedding]:
         if not texts:
             return []
-        if self._span_batches is not None:  # inside __call__: the same pass gives the spans
+        collected = getattr(self._collecting, "spans", None)
+        if collected is not None:  # inside __call__ (this thread): the same pass gives the spans
             vectors, spans = self._encoder.encode_passages(
                 list(texts), batch_size=self.embed_batch_size, return_rationales=True, top_fraction=self.top_fraction
             )
-            self._span_batches.append(spans)
+            collected.extend(spans)
             return vectors.tolist()
         return self._encoder.encode_passages(list(texts), batch_size=self.embed_batch_size).tolist()
 
@@ -131,13 +132,12 @@ class CERAEmbedding(BaseEmbedding):
             return super().__call__(nodes, **kwargs)
         # LlamaIndex's own batching (events, callbacks, rate limits) runs as usual; each batch's
         # forward pass also returns its spans, collected here in order.
-        with self._span_lock:  # one ingestion at a time collects into _span_batches
-            self._span_batches = []
-            try:
-                super().__call__(nodes, **kwargs)
-                spans = [s for batch in self._span_batches for s in batch]
-            finally:
-                self._span_batches = None
+        spans: list[Any] = []
+        self._collecting.spans = spans
+        try:
+            super().__call__(nodes, **kwargs)
+        finally:
+            self._collecting.spans = None
         contents = [node.get_content(metadata_mode=MetadataMode.EMBED) for node in nodes]
         if len(spans) != len(nodes):  # an embeddings cache answered some batches: spans in a pass of their own
             _, spans = self._encoder.encode_passages(
