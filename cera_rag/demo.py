@@ -266,62 +266,101 @@ def print_answers(answers: Sequence[DemoAnswer], console: Any = None) -> None:
 
 
 # ----------------------------------------------------------------------------------------- run
-def run_demo(
-    model: str | None = None,
-    n_articles: int = 5,
-    n_questions: int = 3,
-    top_k: int = 3,
-    html_path: str | os.PathLike[str] = "demo.html",
-    store_dir: str | os.PathLike[str] | None = None,
-    data_dir: str | os.PathLike[str] | None = None,
-    llm_base_url: str | None = None,
-    llm_model: str | None = None,
-    max_tokens: int = 160,
-    max_steps: int | None = None,
-    train_output_dir: str | None = None,
-    console: Any = None,
-    reader: str | None = None,
-    use_reader: bool = True,
-    candidates: int = 20,
-    reader_output_dir: str | None = None,
-) -> list[DemoAnswer]:
-    """Run the demo end to end and return the answers (also printed and written to ``html_path``)."""
+@dataclass
+class DemoConfig:
+    """What ``run_demo`` does (the ``cera-rag demo`` options).
+
+    Attributes:
+        model: CERA checkpoint (default: ``checkpoints/cera-best``, else ``cera-quick``, else train quick).
+        n_articles: Validation articles indexed.
+        n_questions: Questions asked.
+        top_k: Passages handed to the LLM per question.
+        html_path: Where the HTML page goes.
+        store_dir: Embedded Chroma folder (default: the cache).
+        data_dir: Evidence Inference folder.
+        llm_base_url: OpenAI-compatible endpoint (default: the embedded SmolLM2 server).
+        llm_model: Model name at ``llm_base_url``.
+        max_tokens: Answer length budget.
+        max_steps: Cap on training steps if the demo must train (default ``$CERA_DEMO_MAX_STEPS``).
+        train_output_dir: Where a CERA checkpoint the demo trains goes.
+        reader: CERAReader checkpoint (default: ``checkpoints/cera-reader``, else the quick one, else train).
+        use_reader: Re-rank with the reader and mark its evidence.
+        candidates: Passages CERA retrieves for the reader to re-rank.
+        reader_output_dir: Where a reader the demo trains goes.
+    """
+
+    model: str | None = None
+    n_articles: int = 5
+    n_questions: int = 3
+    top_k: int = 3
+    html_path: str | os.PathLike[str] = "demo.html"
+    store_dir: str | os.PathLike[str] | None = None
+    data_dir: str | os.PathLike[str] | None = None
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    max_tokens: int = 160
+    max_steps: int | None = None
+    train_output_dir: str | None = None
+    reader: str | None = None
+    use_reader: bool = True
+    candidates: int = 20
+    reader_output_dir: str | None = None
+
+
+def run_demo(config: DemoConfig | None = None, console: Any = None) -> list[DemoAnswer]:
+    """Run the demo end to end and return the answers (also printed and written to ``config.html_path``)."""
     import contextlib
 
     from rich.console import Console
 
+    cfg = config or DemoConfig()
+    console = console or Console()
+    echo = console.print
+    checkpoint, reader_path = _models(cfg, echo)
+    encoder, collection, examples = _index(cfg, checkpoint, echo)
+    with contextlib.ExitStack() as stack:
+        endpoint = _endpoint(cfg, stack, echo)
+        answers = _ask(cfg, encoder, collection, reader_path, endpoint, examples)
+    print_answers(answers, console)
+    for i, a in enumerate(answers, 1):
+        echo(f"[dim]question {i}: retrieved, re-ranked and answered in {a.seconds:.1f} s[/]")
+    described = checkpoint + (f" + reader {reader_path}" if reader_path else "")
+    path = write_html(cfg.html_path, answers, described, endpoint.describe())
+    echo(f"[bold green]Wrote {path}[/] (open it in a browser).")
+    if any("quick" in str(p) for p in (checkpoint, reader_path) if p):
+        echo("Next: `cera-rag train --preset best` and `cera-rag train-reader --preset best` for the README's models.")
+    return answers
+
+
+def _models(cfg: DemoConfig, echo: Callable[[str], None]) -> tuple[str, str | None]:
+    """The CERA checkpoint and the reader (found, or trained with the quick presets), each step timed."""
+    t0 = time.perf_counter()
+    checkpoint = ensure_checkpoint(cfg.model, cfg.max_steps, cfg.train_output_dir, cfg.data_dir, echo=echo)
+    echo(f"[bold]CERA checkpoint:[/] {checkpoint}  [dim]({time.perf_counter() - t0:.1f} s)[/]")
+    reader_path = None
+    if cfg.use_reader:
+        t0 = time.perf_counter()
+        reader_path = ensure_reader(cfg.reader, cfg.max_steps, cfg.reader_output_dir, cfg.data_dir, echo=echo)
+        echo(f"[bold]CERA reader:[/] {reader_path}  [dim]({time.perf_counter() - t0:.1f} s)[/]")
+    return checkpoint, reader_path
+
+
+def _index(cfg: DemoConfig, checkpoint: str, echo: Callable[[str], None]) -> tuple[Any, Any, list[Any]]:
+    """Index the first validation articles (processing only those); returns encoder, collection, questions."""
     from cera_rag import store
     from cera_rag.data.dataset import PromptSelection, load_processed
     from cera_rag.evaluation.cache import model_fingerprint
     from cera_rag.paths import cache_dir
-    from cera_rag.rag import pipelines
-    from cera_rag.rag.llm import (
-        LLMEndpoint,
-        api_key_from_env,
-        check_answer,
-        check_endpoint,
-        endpoint_errors,
-        llamaindex_llm,
-    )
-    from cera_rag.rag.ragas_eval import collection_name, render_question
+    from cera_rag.rag.ragas_eval import collection_name
 
-    console = console or Console()
-    echo = console.print
-    t0 = time.perf_counter()
-    checkpoint = ensure_checkpoint(model, max_steps, train_output_dir, data_dir, echo=echo)
-    echo(f"[bold]CERA checkpoint:[/] {checkpoint}  [dim]({time.perf_counter() - t0:.1f} s)[/]")
-    reader_path = None
-    if use_reader:
-        t0 = time.perf_counter()
-        reader_path = ensure_reader(reader, max_steps, reader_output_dir, data_dir, echo=echo)
-        echo(f"[bold]CERA reader:[/] {reader_path}  [dim]({time.perf_counter() - t0:.1f} s)[/]")
     t0 = time.perf_counter()
     # Only the articles the demo indexes (two spare, in case one has no evidence passage).
-    split = load_processed("validation", data_dir=data_dir, select=PromptSelection(n_articles=n_articles + 2))
-    articles, examples = demo_questions(split, n_articles, n_questions)
+    select = PromptSelection(n_articles=cfg.n_articles + 2)
+    split = load_processed("validation", data_dir=cfg.data_dir, select=select)
+    articles, examples = demo_questions(split, cfg.n_articles, cfg.n_questions)
     passages = [p for aid in articles for p in split.passages[aid]]
     encoder = store.load_encoder(checkpoint)
-    folder = Path(store_dir) if store_dir is not None else cache_dir() / "demo-chroma"
+    folder = Path(cfg.store_dir) if cfg.store_dir is not None else cache_dir() / "demo-chroma"
     client = store.get_client(path=folder)
     name = collection_name("demo", articles, model_fingerprint(encoder, checkpoint))
     collection = store.open_for_encoder(encoder, name=name, client=client)
@@ -330,8 +369,40 @@ def run_demo(
         f"Indexed {len(articles)} validation articles ({report.added} passages added, {report.skipped} already there)."
         f"  [dim]({time.perf_counter() - t0:.1f} s)[/]"
     )
+    return encoder, collection, examples
 
+
+def _endpoint(cfg: DemoConfig, stack: Any, echo: Callable[[str], None]) -> Any:
+    """The generator: the given endpoint, or the embedded local LLM started (and stopped) on ``stack``."""
+    from cera_rag.rag.llm import LLMEndpoint, api_key_from_env, check_endpoint
+
+    if cfg.llm_base_url:
+        if not cfg.llm_model:
+            from cera_rag.errors import ConfigError
+
+            raise ConfigError("--llm-base-url needs --llm-model.")
+        endpoint = LLMEndpoint(cfg.llm_base_url, cfg.llm_model, api_key_from_env(), max_tokens=cfg.max_tokens)
+    else:
+        from cera_rag.rag.local_llm import LocalLLMServer
+
+        echo("Starting the local LLM (SmolLM2-135M-Instruct, llama-cpp-python server)...")
+        t0 = time.perf_counter()
+        server = stack.enter_context(LocalLLMServer())
+        echo(f"Local LLM ready  [dim]({time.perf_counter() - t0:.1f} s)[/]")
+        endpoint = LLMEndpoint(server.base_url, server.model, max_tokens=cfg.max_tokens, local=True)
+    check_endpoint(endpoint)
+    return endpoint
+
+
+def _ask(
+    cfg: DemoConfig, encoder: Any, collection: Any, reader_path: str | None, endpoint: Any, examples: list[Any]
+) -> list[DemoAnswer]:
+    """Ask each question through the LlamaIndex pipeline (CERA top ``candidates``, reader re-rank to ``top_k``)."""
     from llama_index.retrievers.cera import CERARetriever
+
+    from cera_rag.rag import pipelines
+    from cera_rag.rag.llm import check_answer, endpoint_errors, llamaindex_llm
+    from cera_rag.rag.ragas_eval import render_question
 
     postprocessors: list[Any] = []
     if reader_path is not None:
@@ -339,58 +410,36 @@ def run_demo(
 
         from cera_rag.reader import CERAReader
 
-        postprocessors.append(CERARationalePostprocessor(reader=CERAReader.from_pretrained(reader_path), top_n=top_k))
-    first_k = max(candidates, top_k) if reader_path is not None else top_k
+        reader = CERAReader.from_pretrained(reader_path)
+        postprocessors.append(CERARationalePostprocessor(reader=reader, top_n=cfg.top_k))
+    first_k = max(cfg.candidates, cfg.top_k) if reader_path is not None else cfg.top_k
     retriever = CERARetriever(encoder, collection, similarity_top_k=first_k, rationales=True)
+    engine = pipelines.build_llamaindex_engine(retriever, llamaindex_llm(endpoint), postprocessors=postprocessors)
     answers: list[DemoAnswer] = []
-    with contextlib.ExitStack() as stack:
-        if llm_base_url:
-            if not llm_model:
-                from cera_rag.errors import ConfigError
-
-                raise ConfigError("--llm-base-url needs --llm-model.")
-            endpoint = LLMEndpoint(llm_base_url, llm_model, api_key_from_env(), max_tokens=max_tokens)
-        else:
-            from cera_rag.rag.local_llm import LocalLLMServer
-
-            echo("Starting the local LLM (SmolLM2-135M-Instruct, llama-cpp-python server)...")
-            t0 = time.perf_counter()
-            server = stack.enter_context(LocalLLMServer())
-            echo(f"Local LLM ready  [dim]({time.perf_counter() - t0:.1f} s)[/]")
-            endpoint = LLMEndpoint(server.base_url, server.model, max_tokens=max_tokens, local=True)
-        check_endpoint(endpoint)
-        engine = pipelines.build_llamaindex_engine(retriever, llamaindex_llm(endpoint), postprocessors=postprocessors)
-        for ex in examples:
-            question = render_question(ex.prompt)
-            started = time.perf_counter()
-            with endpoint_errors(endpoint):
-                result = pipelines.answer_llamaindex(engine, question)
-            check_answer(result.answer, endpoint)
-            answers.append(
-                DemoAnswer(
-                    question=question,
-                    answer=result.answer.strip(),
-                    passages=[
-                        DemoPassage(id=i, text=t, score=s, spans=sp, evidence=ev)
-                        for i, t, s, sp, ev in zip(
-                            result.context_ids,
-                            result.contexts,
-                            result.scores,
-                            result.spans,
-                            result.evidence or [[] for _ in result.contexts],
-                            strict=True,
-                        )  # fmt: skip
-                    ],
-                    reference_label=ex.label,
-                    seconds=time.perf_counter() - started,
-                )
+    for ex in examples:
+        question = render_question(ex.prompt)
+        started = time.perf_counter()
+        with endpoint_errors(endpoint):
+            result = pipelines.answer_llamaindex(engine, question)
+        check_answer(result.answer, endpoint)
+        passages = [
+            DemoPassage(id=i, text=t, score=s, spans=sp, evidence=ev)
+            for i, t, s, sp, ev in zip(
+                result.context_ids,
+                result.contexts,
+                result.scores,
+                result.spans,
+                result.evidence or [[] for _ in result.contexts],
+                strict=True,
             )
-    print_answers(answers, console)
-    for i, a in enumerate(answers, 1):
-        echo(f"[dim]question {i}: retrieved, re-ranked and answered in {a.seconds:.1f} s[/]")
-    described = checkpoint + (f" + reader {reader_path}" if reader_path else "")
-    path = write_html(html_path, answers, described, endpoint.describe())
-    echo(f"[bold green]Wrote {path}[/] (open it in a browser).")
-    if any("quick" in str(p) for p in (checkpoint, reader_path) if p):
-        echo("Next: `cera-rag train --preset best` and `cera-rag train-reader --preset best` for the README's models.")
+        ]
+        answers.append(
+            DemoAnswer(
+                question=question,
+                answer=result.answer.strip(),
+                passages=passages,
+                reference_label=ex.label,
+                seconds=time.perf_counter() - started,
+            )
+        )
     return answers

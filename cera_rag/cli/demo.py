@@ -44,7 +44,7 @@ def demo_command(
     import logging
     import warnings
 
-    from cera_rag.demo import run_demo
+    from cera_rag.demo import DemoConfig, run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from cera_rag.model import TruncationWarning
@@ -52,22 +52,24 @@ def demo_command(
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=TruncationWarning)  # long passages: only their start is embedded
     run_demo(
-        model=model,
-        n_articles=articles,
-        n_questions=questions,
-        top_k=top_k,
-        html_path=html,
-        store_dir=store,
-        data_dir=data_dir,
-        llm_base_url=llm_base_url,
-        llm_model=llm_model,
-        max_tokens=max_tokens,
-        max_steps=max_steps,
-        train_output_dir=train_output_dir,
-        reader=reader,
-        use_reader=use_reader,
-        candidates=candidates,
-        reader_output_dir=reader_output_dir,
+        DemoConfig(
+            model=model,
+            n_articles=articles,
+            n_questions=questions,
+            top_k=top_k,
+            html_path=html,
+            store_dir=store,
+            data_dir=data_dir,
+            llm_base_url=llm_base_url,
+            llm_model=llm_model,
+            max_tokens=max_tokens,
+            max_steps=max_steps,
+            train_output_dir=train_output_dir,
+            reader=reader,
+            use_reader=use_reader,
+            candidates=candidates,
+            reader_output_dir=reader_output_dir,
+        )
     )
 
 
