@@ -493,8 +493,8 @@ def run_ragas_eval(
         )
         try:
             if pending:
-                _run_pending(cfg, pending, questions, generator, judge, cera_model, reader_model, rows,
-                             generations, scorer_factory, pipelines_factory, echo)  # fmt: skip
+                run = _Run(cfg, questions, generator, judge, cera_model, reader_model, rows, generations, echo)
+                _run_pending(run, pending, scorer_factory, pipelines_factory)
         finally:
             done = [rows.rows[(s, q.question_id)] for q in questions for s in systems if (s, q.question_id) in rows]
             summary = summarise(done, systems, ROW_METRICS, n_resamples=cfg.n_resamples)
@@ -579,70 +579,92 @@ def summary_sections(meta: dict[str, Any], labels: dict[str, str]) -> list[str]:
     return lines
 
 
+@dataclass
+class _Run:
+    """One run's settings, endpoints, models and logs, shared by its steps."""
+
+    cfg: RagasEvalConfig
+    questions: list[Question]
+    generator: LLMEndpoint
+    judge: LLMEndpoint | None
+    cera_model: str
+    reader_model: str | None
+    rows: JsonlLog
+    generations: JsonlLog
+    echo: Callable[[str], None]
+
+
 def _run_pending(
-    cfg: RagasEvalConfig,
+    run: _Run,
     pending: list[tuple[Question, str]],
-    questions: list[Question],
-    generator: LLMEndpoint,
-    judge: LLMEndpoint | None,
-    cera_model: str,
-    reader_model: str | None,
-    rows: JsonlLog,
-    generations: JsonlLog,
     scorer_factory: Callable[[LLMEndpoint | None], Scorer] | None,
     pipelines_factory: Callable[..., dict[str, Callable[[str], RAGAnswer]]] | None,
-    echo: Callable[[str], None],
 ) -> None:
-    from cera_rag.rag.evidence import evidence_metrics
-
-    check_endpoint(generator, "generator")
-    if judge is not None and judge.base_url != generator.base_url:
-        check_endpoint(judge, "judge")
-    scorer = (scorer_factory or (lambda j: RagasScorer(j, timeout=cfg.judge_timeout)))(judge)
-    need_gen = [s for s in cfg.systems if any(s == ps and (s, q.question_id) not in generations for q, ps in pending)]
-    answer_fns = (pipelines_factory or default_pipelines)(need_gen, questions, generator, cfg, cera_model, reader_model)
+    """Answer (unless an answer is saved) and score every pending (question, system), one row at a time."""
+    cfg = run.cfg
+    check_endpoint(run.generator, "generator")
+    if run.judge is not None and run.judge.base_url != run.generator.base_url:
+        check_endpoint(run.judge, "judge")
+    scorer = (scorer_factory or (lambda j: RagasScorer(j, timeout=cfg.judge_timeout)))(run.judge)
+    need_gen = [
+        s for s in cfg.systems if any(s == ps and (s, q.question_id) not in run.generations for q, ps in pending)
+    ]
+    answer_fns = (pipelines_factory or default_pipelines)(
+        need_gen, run.questions, run.generator, cfg, run.cera_model, run.reader_model
+    )
     t0 = time.perf_counter()
     for i, (q, system) in enumerate(pending, 1):
-        key = (system, q.question_id)
-        gen = generations.get(key)
-        if gen is None:
-            started = time.perf_counter()
-            with endpoint_errors(generator, "generator"):
-                ans = answer_fns[system](q.question)
-            check_answer(ans.answer, generator)
-            gen = {
-                "system": system,
-                "question_id": q.question_id,
-                "question": q.question,
-                "answer": ans.answer,
-                "contexts": ans.contexts,
-                "context_ids": ans.context_ids,
-                "context_scores": ans.scores,
-                "evidence_spans": ans.evidence if any(ans.evidence) else None,
-                "checks": ans.checks or None,
-                "generation_seconds": round(time.perf_counter() - started, 2),
-            }
-            generations.append(gen)
-        started = time.perf_counter()
-        result = scorer.score(
-            ScoreInput(
-                question=q.question,
-                answer=str(gen["answer"]),
-                contexts=list(gen["contexts"]),
-                context_ids=list(gen["context_ids"]),
-                reference_ids=q.reference_ids,
-                reference=q.reference,
-                reference_label=q.label,
-            )
+        gen = run.generations.get((system, q.question_id)) or _generate(run, answer_fns[system], q, system)
+        scores = _score(run, scorer, q, gen)
+        shown = " ".join(f"{k}={'n/a' if v is None else f'{v:.2f}'}" for k, v in scores.items())
+        run.echo(f"[{i}/{len(pending)}] {system} q{q.question_id}: {shown} ({(time.perf_counter() - t0) / i:.0f}s/row)")
+
+
+def _generate(run: _Run, answer: Callable[[str], RAGAnswer], q: Question, system: str) -> dict[str, Any]:
+    """Answer ``q`` with ``system``'s pipeline and save the generation (before it is scored)."""
+    started = time.perf_counter()
+    with endpoint_errors(run.generator, "generator"):
+        ans = answer(q.question)
+    check_answer(ans.answer, run.generator)
+    gen = {
+        "system": system,
+        "question_id": q.question_id,
+        "question": q.question,
+        "answer": ans.answer,
+        "contexts": ans.contexts,
+        "context_ids": ans.context_ids,
+        "context_scores": ans.scores,
+        "evidence_spans": ans.evidence if any(ans.evidence) else None,
+        "checks": ans.checks or None,
+        "generation_seconds": round(time.perf_counter() - started, 2),
+    }
+    run.generations.append(gen)
+    return gen
+
+
+def _score(run: _Run, scorer: Scorer, q: Question, gen: dict[str, Any]) -> dict[str, float | None]:
+    """Score a saved generation (RAGAS + the LLM-free evidence metrics) and append its row; returns the scores."""
+    from cera_rag.rag.evidence import evidence_metrics
+
+    started = time.perf_counter()
+    result = scorer.score(
+        ScoreInput(
+            question=q.question,
+            answer=str(gen["answer"]),
+            contexts=list(gen["contexts"]),
+            context_ids=list(gen["context_ids"]),
+            reference_ids=q.reference_ids,
+            reference=q.reference,
+            reference_label=q.label,
         )
-        evidence = evidence_metrics(
-            list(gen["context_ids"]), list(gen["contexts"]), q.evidence, gen.get("evidence_spans")
-        )
-        scores = {**result.scores, "evidence_recall": evidence["evidence_recall"]}
-        errors = dict(result.errors)
-        if evidence["evidence_recall"] is None:
-            errors["evidence_recall"] = "no_reference"
-        row = {
+    )
+    evidence = evidence_metrics(list(gen["context_ids"]), list(gen["contexts"]), q.evidence, gen.get("evidence_spans"))
+    scores = {**result.scores, "evidence_recall": evidence["evidence_recall"]}
+    errors = dict(result.errors)
+    if evidence["evidence_recall"] is None:
+        errors["evidence_recall"] = "no_reference"
+    run.rows.append(
+        {
             **gen,
             "article_id": q.article_id,
             "reference_ids": q.reference_ids,
@@ -654,10 +676,8 @@ def _run_pending(
             "evidence": evidence,
             "scoring_seconds": round(time.perf_counter() - started, 2),
         }
-        rows.append(row)
-        shown = " ".join(f"{k}={'n/a' if v is None else f'{v:.2f}'}" for k, v in scores.items())
-        elapsed = time.perf_counter() - t0
-        echo(f"[{i}/{len(pending)}] {system} q{q.question_id}: {shown} ({elapsed / i:.0f}s/row)")
+    )
+    return scores
 
 
 def default_pipelines(
