@@ -197,10 +197,18 @@ class FaithfulnessMetric(_faithfulness_class()):  # type: ignore[misc]
 
         if not isinstance(self.llm, BoundedSchemaJudge):
             return await super()._create_verdicts(statements, context)
+        # The statements become grammar literals (an enum): llama.cpp's grammar parser crashes the server on
+        # some escaped quotes and raw newlines, so they go in as plain one-line text (the score only counts verdicts).
+        statements = [plain_statement(s) for s in statements]
         prompt = self.nli_statement_prompt.to_string(NLIStatementInput(context=context, statements=statements))
         return await self.llm.agenerate(
             prompt, NLIStatementOutput, n_items=len(statements), choices={"statement": list(dict.fromkeys(statements))}
         )
+
+
+def plain_statement(text: str) -> str:
+    """``text`` on one line, without backslashes, double quotes as single ones: safe as a grammar literal."""
+    return " ".join(text.replace("\\", "").replace('"', "'").split()) or "-"
 
 
 def judge_llm(endpoint: LLMEndpoint) -> Any:

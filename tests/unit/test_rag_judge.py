@@ -98,3 +98,24 @@ def test_bounded_schema_compiles_to_a_llama_cpp_grammar() -> None:
         converter.visit(converter.resolve_refs(schema, "stdin"), "")
         grammar = converter.format_grammar()
         assert "root ::=" in grammar and "statements" in grammar
+
+
+def test_statements_reach_the_verdict_grammar_as_plain_one_line_text() -> None:
+    """A statement with an escaped quote and a newline once crashed llama.cpp's grammar parser (SIGSEGV)."""
+    awkward = ['The answer is \\"which works better\\".\nIt said so.', 'He said "no".', "Plain."]
+
+    def reply(body: dict[str, Any]) -> str:
+        item = body["response_format"]["schema"]["properties"]["statements"]["items"]
+        if item.get("type") == "string":
+            return json.dumps({"statements": awkward})
+        names = item["properties"]["statement"]["enum"]
+        return json.dumps({"statements": [{"statement": s, "reason": "r", "verdict": 1} for s in names]})
+
+    with FakeOpenAI(answer=reply) as server:
+        judge = LLMEndpoint(base_url=server.base_url, model="fake-model", json_mode=True, local=True)
+        result = RagasScorer(judge, timeout=60).score(sample())
+        bodies = [r["body"] for r in server.requests if r["path"].endswith("/chat/completions")]
+    enum = bodies[1]["response_format"]["schema"]["properties"]["statements"]["items"]["properties"]["statement"]["enum"]
+    assert enum == ["The answer is 'which works better'. It said so.", "He said 'no'.", "Plain."]
+    assert not any(c in s for s in enum for c in ('"', "\\", "\n"))
+    assert result.scores["faithfulness"] == pytest.approx(1.0)
