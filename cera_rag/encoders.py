@@ -119,7 +119,11 @@ def parse_encoder_spec(spec: str | os.PathLike[str]) -> tuple[str, dict[str, Any
                 + ", ".join(f"@{c}" for c in ENCODER_CONFIGS)
                 + "."
             )
-        return (name or default_contriever_model()), dict(ENCODER_CONFIGS[config])
+        if not name:
+            if config != CONTRIEVER_SPEC:
+                raise ConfigError(f"{text!r} names no model; write MODEL@{config} (a folder or hub id before the @).")
+            name = default_contriever_model()
+        return name, dict(ENCODER_CONFIGS[config])
     return text, {}
 
 

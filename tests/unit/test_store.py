@@ -378,3 +378,5 @@ def test_named_encoder_configurations(tiny_bert_dir: Path) -> None:
     assert parse_encoder_spec("contriever")[1] == ENCODER_CONFIGS["contriever"]
     with pytest.raises(ConfigError, match="@contriever"):
         parse_encoder_spec("minilm@dot")
+    with pytest.raises(ConfigError, match="names no model"):
+        parse_encoder_spec("@cls")
