@@ -15,6 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+#: The process umask, read once at import (reading it means setting it, so not per call, from any thread).
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def write_file(path: str | os.PathLike[str], write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
@@ -23,6 +27,7 @@ def write_file(path: str | os.PathLike[str], write: Callable[[Path], None]) -> P
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it 0600; the file gets the mode a plain open() would
         write(Path(tmp))
         os.replace(tmp, target)
     except BaseException:

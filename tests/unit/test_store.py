@@ -380,3 +380,15 @@ def test_named_encoder_configurations(tiny_bert_dir: Path) -> None:
         parse_encoder_spec("minilm@dot")
     with pytest.raises(ConfigError, match="names no model"):
         parse_encoder_spec("@cls")
+
+
+def test_atomic_writes_get_the_mode_a_plain_write_would(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from cera_rag.atomic import write_text
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x", encoding="utf-8")
+    atomic = write_text(tmp_path / "atomic.txt", "x")
+    assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
