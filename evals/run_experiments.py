@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from cera_rag.atomic import write_json  # noqa: E402
 from cera_rag.data.dataset import DataConfig, load_processed  # noqa: E402
 from cera_rag.evaluation.retrieval import DEFAULT_METRICS, build_qrels, dense_run, evaluate_run  # noqa: E402
-from cera_rag.evaluation.runner import resolve_backend  # noqa: E402
+from cera_rag.experiments.runner import resolve_backend  # noqa: E402
 from cera_rag.model import CERAEncoder  # noqa: E402
 
 STYLES = ("paper", "heldout")
@@ -46,7 +46,7 @@ def train_entry(spec: dict[str, Any], seed: int, out_dir: Path, data_dir: str | 
         return 0.0
     t0 = time.time()
     if spec["kind"] == "st":
-        from cera_rag.baselines import STBaselineConfig, train_st_baseline
+        from cera_rag.experiments.baselines import STBaselineConfig, train_st_baseline
 
         train_st_baseline(
             STBaselineConfig(**{**spec.get("train", {}), "seed": seed, "output_dir": str(out_dir)}), data_dir

@@ -93,8 +93,8 @@ def run_ragas_command(
 ) -> None:
     """Score five retrieval systems behind the same RAG pipeline with RAGAS (resumable)."""
     from cera_rag.errors import ConfigError
-    from cera_rag.rag.llm import LLMEndpoint, api_key_from_env
-    from cera_rag.rag.ragas_eval import FRAMEWORKS, SYSTEMS, RagasEvalConfig, run_ragas_eval
+    from cera_rag.experiments.rag.llm import LLMEndpoint, api_key_from_env
+    from cera_rag.experiments.rag.ragas_eval import FRAMEWORKS, SYSTEMS, RagasEvalConfig, run_ragas_eval
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
     if not verbose:

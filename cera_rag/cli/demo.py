@@ -44,7 +44,7 @@ def demo_command(
     import logging
     import warnings
 
-    from cera_rag.demo import DemoConfig, run_demo
+    from cera_rag.experiments.demo import DemoConfig, run_demo
 
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     from cera_rag.model import TruncationWarning

@@ -65,8 +65,8 @@ def evaluate_command(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars or logs."),
 ) -> None:
     """Evaluate retrieval systems; writes <out>/<name>.json, .per_query.json, .md and PNG plots."""
-    from cera_rag.evaluation.report import write_report
-    from cera_rag.evaluation.runner import EvalConfig, run_evaluation
+    from cera_rag.experiments.report import write_report
+    from cera_rag.experiments.runner import EvalConfig, run_evaluation
 
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(message)s")
     if quiet:

@@ -8,5 +8,8 @@ Modules:
 * ``attribution``: words (merged wordpieces), CLS attention, gradient x input, random scores;
 * ``plausibility``: ERASER AUPRC, token F1 and IOU F1 of attention against human evidence;
 * ``faithfulness``: ERASER comprehensiveness / sufficiency (AOPC) with cos(q, d), and the paper's variants;
-* ``runner``: one evaluation run (``EvalConfig``, ``run_evaluation``); ``report``: JSON, markdown, PNGs.
+* ``explanations``: base-rate-aware span metrics; ``two_stage``: reader re-ranking of a first stage.
+
+These are measurement tools (the trainers use them for validation); the evaluation *runner* and its
+report are in ``cera_rag.experiments``.
 """

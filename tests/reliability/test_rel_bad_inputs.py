@@ -403,15 +403,15 @@ def test_bad_rows_in_data_files(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------ LLM endpoints
 def _endpoint(base_url: str) -> Any:
-    from cera_rag.rag.llm import LLMEndpoint
+    from cera_rag.experiments.rag.llm import LLMEndpoint
 
     return LLMEndpoint(base_url=base_url, model="fake-model", timeout=5.0, max_retries=0, max_tokens=16)
 
 
 def test_unreachable_llm_endpoint() -> None:
     pytest.importorskip("openai")
-    from cera_rag.rag.errors import EndpointError
-    from cera_rag.rag.llm import check_endpoint, endpoint_errors, langchain_llm, llamaindex_llm
+    from cera_rag.experiments.rag.errors import EndpointError
+    from cera_rag.experiments.rag.llm import check_endpoint, endpoint_errors, langchain_llm, llamaindex_llm
 
     endpoint = _endpoint(f"http://127.0.0.1:{free_port()}/v1")
     with pytest.raises(EndpointError, match=r"not reachable.*Start the server"):
@@ -434,8 +434,8 @@ def test_unreachable_llm_endpoint() -> None:
 )
 def test_llm_endpoint_answering_garbage(body: tuple[int, str, bytes]) -> None:
     pytest.importorskip("openai")
-    from cera_rag.rag.errors import EndpointError
-    from cera_rag.rag.llm import check_endpoint, endpoint_errors, langchain_llm, llamaindex_llm
+    from cera_rag.experiments.rag.errors import EndpointError
+    from cera_rag.experiments.rag.llm import check_endpoint, endpoint_errors, langchain_llm, llamaindex_llm
 
     with FakeHTTPServer({"/models": body, "/chat/completions": body}) as server:
         endpoint = _endpoint(server.base_url)
@@ -450,8 +450,8 @@ def test_llm_endpoint_answering_garbage(body: tuple[int, str, bytes]) -> None:
 @pytest.mark.parametrize("status,match", [(500, "HTTP 500"), (401, "refused the API key"), (404, "answered 404")])
 def test_llm_endpoint_http_errors(status: int, match: str) -> None:
     pytest.importorskip("openai")
-    from cera_rag.rag.errors import EndpointError
-    from cera_rag.rag.llm import check_endpoint, endpoint_errors, langchain_llm
+    from cera_rag.experiments.rag.errors import EndpointError
+    from cera_rag.experiments.rag.llm import check_endpoint, endpoint_errors, langchain_llm
 
     reply = json_reply({"error": {"message": "boom", "type": "server_error"}}, status=status)
     with FakeHTTPServer({"/models": reply, "/chat/completions": reply}) as server:
@@ -464,7 +464,7 @@ def test_llm_endpoint_http_errors(status: int, match: str) -> None:
 
 def test_model_list_without_the_model_is_only_a_warning(caplog: pytest.LogCaptureFixture) -> None:
     pytest.importorskip("openai")
-    from cera_rag.rag.llm import check_endpoint
+    from cera_rag.experiments.rag.llm import check_endpoint
 
     with FakeHTTPServer({"/models": openai_models_reply("another-model")}) as server:
         with caplog.at_level("WARNING"):

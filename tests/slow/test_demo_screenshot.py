@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cera_rag.demo import HIGHLIGHT_RGB, DemoAnswer, DemoPassage, write_html
+from cera_rag.experiments.demo import HIGHLIGHT_RGB, DemoAnswer, DemoPassage, write_html
 
 pytestmark = pytest.mark.slow
 

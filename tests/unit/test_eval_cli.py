@@ -73,7 +73,7 @@ def test_cli_end_to_end(synthetic_data_dir: Path, tiny_bert_dir: Path, tmp_path:
 
 
 def test_seed_group_and_limit(synthetic_data_dir: Path, tmp_path: Path) -> None:
-    from cera_rag.evaluation.runner import EvalConfig, run_evaluation
+    from cera_rag.experiments.runner import EvalConfig, run_evaluation
 
     for seed in (1, 2):
         write_tiny_bert(tmp_path / f"models/tiny-s{seed}", seed=seed)
@@ -98,7 +98,7 @@ def test_onnx_backend_gives_the_torch_results(
     synthetic_data_dir: Path, tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("onnxruntime")
-    from cera_rag.evaluation.runner import EvalConfig, run_evaluation
+    from cera_rag.experiments.runner import EvalConfig, run_evaluation
 
     monkeypatch.setenv("CERA_CACHE_DIR", str(tmp_path / "cache"))
     out = {}
@@ -125,7 +125,7 @@ def test_onnx_backend_gives_the_torch_results(
 
 def test_bad_inputs_are_clear_errors(synthetic_data_dir: Path, tmp_path: Path) -> None:
     from cera_rag.errors import ConfigError
-    from cera_rag.evaluation.runner import EvalConfig, parse_systems, run_evaluation
+    from cera_rag.experiments.runner import EvalConfig, parse_systems, run_evaluation
 
     with pytest.raises(ConfigError, match="matches no folder"):
         parse_systems([str(tmp_path / "nothing-*")])

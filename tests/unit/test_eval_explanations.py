@@ -76,8 +76,8 @@ def test_project_and_query_overlap() -> None:
 def test_evaluation_with_a_reader_adds_two_stage_and_explanation_rows(
     tiny_bert_dir: Path, synthetic_data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cera_rag.evaluation.report import write_report
-    from cera_rag.evaluation.runner import EvalConfig, run_evaluation
+    from cera_rag.experiments.report import write_report
+    from cera_rag.experiments.runner import EvalConfig, run_evaluation
     from cera_rag.reader import CERAReader
 
     monkeypatch.setenv("CERA_CACHE_DIR", str(tmp_path / "cache"))

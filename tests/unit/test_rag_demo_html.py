@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cera_rag.demo import DemoAnswer, DemoPassage, demo_questions, highlight_html, render_html, write_html
+from cera_rag.experiments.demo import DemoAnswer, DemoPassage, demo_questions, highlight_html, render_html, write_html
 
 
 def test_highlight_escapes_and_marks_spans() -> None:

@@ -18,8 +18,8 @@ import pytest
 
 pytest.importorskip("openai")
 
-from cera_rag.rag.errors import EndpointError  # noqa: E402
-from cera_rag.rag.llm import LLMEndpoint, check_answer, check_endpoint, endpoint_errors  # noqa: E402
+from cera_rag.experiments.rag.errors import EndpointError  # noqa: E402
+from cera_rag.experiments.rag.llm import LLMEndpoint, check_answer, check_endpoint, endpoint_errors  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,8 +151,8 @@ def _langchain_retriever() -> Any:
 def test_llamaindex_and_langchain_send_the_same_prompt_and_budget(fake_openai: FakeOpenAI) -> None:
     pytest.importorskip("llama_index.llms.openai_like")
     pytest.importorskip("langchain_openai")
-    from cera_rag.rag import pipelines
-    from cera_rag.rag.llm import langchain_llm, llamaindex_llm
+    from cera_rag.experiments.rag import pipelines
+    from cera_rag.experiments.rag.llm import langchain_llm, llamaindex_llm
 
     ep = fake_openai.endpoint()
     question = "Did aspirin lower pain compared with placebo?"
@@ -193,7 +193,7 @@ def test_garbage_endpoint_gives_a_clear_error() -> None:
 
 def test_failing_endpoint_mid_run_gives_a_clear_error() -> None:
     pytest.importorskip("langchain_openai")
-    from cera_rag.rag.llm import langchain_llm
+    from cera_rag.experiments.rag.llm import langchain_llm
 
     with FakeOpenAI(mode="error") as server:
         ep = server.endpoint()
@@ -231,8 +231,8 @@ def test_cli_with_dead_endpoint_prints_a_clear_error_and_no_traceback(synthetic_
 def test_garbage_answer_mid_run_gives_a_clear_error(framework: str) -> None:
     pytest.importorskip("llama_index.llms.openai_like")
     pytest.importorskip("langchain_openai")
-    from cera_rag.rag import pipelines
-    from cera_rag.rag.llm import langchain_llm, llamaindex_llm
+    from cera_rag.experiments.rag import pipelines
+    from cera_rag.experiments.rag.llm import langchain_llm, llamaindex_llm
 
     with FakeOpenAI(mode="garbage") as server:
         ep = server.endpoint()

@@ -11,10 +11,10 @@ pytest.importorskip("ragas")
 
 from test_rag_endpoint import FakeOpenAI  # noqa: E402
 
-from cera_rag.rag.judge import bounded_schema  # noqa: E402
-from cera_rag.rag.llm import LLMEndpoint  # noqa: E402
-from cera_rag.rag.results import summarise  # noqa: E402
-from cera_rag.rag.scoring import RagasScorer, ScoreInput  # noqa: E402
+from cera_rag.experiments.rag.judge import bounded_schema  # noqa: E402
+from cera_rag.experiments.rag.llm import LLMEndpoint  # noqa: E402
+from cera_rag.experiments.rag.results import summarise  # noqa: E402
+from cera_rag.experiments.rag.scoring import RagasScorer, ScoreInput  # noqa: E402
 
 STATEMENTS = ["Aspirin lowered pain.", "Aspirin cured cancer.", "The trial had 20 patients."]
 
@@ -115,7 +115,9 @@ def test_statements_reach_the_verdict_grammar_as_plain_one_line_text() -> None:
         judge = LLMEndpoint(base_url=server.base_url, model="fake-model", json_mode=True, local=True)
         result = RagasScorer(judge, timeout=60).score(sample())
         bodies = [r["body"] for r in server.requests if r["path"].endswith("/chat/completions")]
-    enum = bodies[1]["response_format"]["schema"]["properties"]["statements"]["items"]["properties"]["statement"]["enum"]
+    enum = bodies[1]["response_format"]["schema"]["properties"]["statements"]["items"]["properties"]["statement"][
+        "enum"
+    ]
     assert enum == ["The answer is 'which works better'. It said so.", "He said 'no'.", "Plain."]
     assert not any(c in s for s in enum for c in ('"', "\\", "\n"))
     assert result.scores["faithfulness"] == pytest.approx(1.0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from cera_rag.rag.errors import LocalLLMError
-from cera_rag.rag.local_llm import GGUF_ENV, LocalLLMServer, default_gguf_path, free_port
+from cera_rag.experiments.rag.errors import LocalLLMError
+from cera_rag.experiments.rag.local_llm import GGUF_ENV, LocalLLMServer, default_gguf_path, free_port
 
 
 def test_default_gguf_is_found_inside_the_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -45,11 +45,11 @@ def test_a_server_that_cannot_start_fails_clearly_and_leaves_no_process(tmp_path
 
 
 def test_a_server_that_crashes_mid_run_is_named_in_the_endpoint_error(tmp_path: Path) -> None:
-    """"Not reachable" alone hides a crashed server: the error says it died, how, and what to rebuild."""
+    """ "Not reachable" alone hides a crashed server: the error says it died, how, and what to rebuild."""
     import subprocess
     import sys
 
-    from cera_rag.rag.errors import EndpointError
+    from cera_rag.experiments.rag.errors import EndpointError
 
     server = LocalLLMServer(model_path=tmp_path / "m.gguf")
     server.log_path = tmp_path / "server.log"

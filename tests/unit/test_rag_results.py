@@ -9,8 +9,15 @@ from pathlib import Path
 import pytest
 
 from cera_rag.errors import ConfigError
-from cera_rag.rag.labels import DECREASED, INCREASED, NO_DIFFERENCE, label_correct, normalise_label, parse_label
-from cera_rag.rag.results import JsonlLog, check_manifest, markdown_table, summarise, write_summary
+from cera_rag.experiments.rag.labels import (
+    DECREASED,
+    INCREASED,
+    NO_DIFFERENCE,
+    label_correct,
+    normalise_label,
+    parse_label,
+)
+from cera_rag.experiments.rag.results import JsonlLog, check_manifest, markdown_table, summarise, write_summary
 
 
 @pytest.mark.parametrize(

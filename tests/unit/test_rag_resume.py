@@ -13,10 +13,10 @@ from cera_rag.data.dataset import PromptExample
 from cera_rag.data.passages import Passage
 from cera_rag.data.reader import Prompt
 from cera_rag.errors import ConfigError
-from cera_rag.rag.errors import EndpointError
-from cera_rag.rag.pipelines import RAGAnswer
-from cera_rag.rag.ragas_eval import ROWS_FILE, RagasEvalConfig, run_ragas_eval, select_questions
-from cera_rag.rag.scoring import SampleScores, ScoreInput
+from cera_rag.experiments.rag.errors import EndpointError
+from cera_rag.experiments.rag.pipelines import RAGAnswer
+from cera_rag.experiments.rag.ragas_eval import ROWS_FILE, RagasEvalConfig, run_ragas_eval, select_questions
+from cera_rag.experiments.rag.scoring import SampleScores, ScoreInput
 
 
 class FakeSplit:
@@ -208,7 +208,7 @@ def test_a_checkpoint_retrained_at_the_same_path_does_not_resume(tmp_path: Path,
 
 
 def test_missing_checkpoint_says_how_to_train(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from cera_rag.rag.ragas_eval import resolve_cera_model
+    from cera_rag.experiments.rag.ragas_eval import resolve_cera_model
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match="cera-rag train --preset quick"):

@@ -374,7 +374,10 @@ def test_named_encoder_configurations(tiny_bert_dir: Path) -> None:
     assert flag.config.model_dump() == style.config.model_dump(), "the function's flag is the same configuration"
     assert not is_contriever_style(store.load_encoder(tiny_bert_dir))
     assert parse_encoder_spec(str(tiny_bert_dir)) == (str(tiny_bert_dir), {})
-    assert parse_encoder_spec("facebook/contriever@contriever") == ("facebook/contriever", ENCODER_CONFIGS["contriever"])
+    assert parse_encoder_spec("facebook/contriever@contriever") == (
+        "facebook/contriever",
+        ENCODER_CONFIGS["contriever"],
+    )
     assert parse_encoder_spec("contriever")[1] == ENCODER_CONFIGS["contriever"]
     with pytest.raises(ConfigError, match="@contriever"):
         parse_encoder_spec("minilm@dot")

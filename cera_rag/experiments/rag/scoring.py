@@ -1,6 +1,6 @@
 """RAGAS 0.4 scoring of one (question, answer, contexts) sample.
 
-* ``faithfulness``: ``ragas.metrics.collections.Faithfulness`` (``cera_rag.rag.judge``) with the
+* ``faithfulness``: ``ragas.metrics.collections.Faithfulness`` (``cera_rag.experiments.rag.judge``) with the
   judge LLM: share of the answer's statements the contexts support. A llama-cpp-style judge
   (``json_mode``) answers through bounded JSON schemas the server compiles into a grammar, so it
   always returns a complete verdict; any other judge goes through RAGAS' ``llm_factory``.
@@ -8,7 +8,7 @@
   ``IDBasedContextRecall`` (``ragas.metrics.collections`` has no ID-based metrics) of the
   retrieved passage ids against the passages holding the annotated evidence, per sample through
   ``single_turn_ascore`` (what ``ragas.evaluate()`` runs for each row).
-* ``label_accuracy``: whether the direction the answer states (``cera_rag.rag.labels``) is the
+* ``label_accuracy``: whether the direction the answer states (``cera_rag.experiments.rag.labels``) is the
   annotated label; ``None`` when the answer states none.
 
 A score that could not be computed is ``None`` with the reason in ``errors``: ``parse_failure``
@@ -27,9 +27,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from cera_rag.rag.errors import EndpointError
-from cera_rag.rag.labels import label_correct, parse_label
-from cera_rag.rag.llm import LLMEndpoint, endpoint_errors, endpoint_exception_types
+from cera_rag.experiments.rag.errors import EndpointError
+from cera_rag.experiments.rag.labels import label_correct, parse_label
+from cera_rag.experiments.rag.llm import LLMEndpoint, endpoint_errors, endpoint_exception_types
 
 #: Metrics every row carries, in report order.
 METRICS = ("faithfulness", "context_precision", "context_recall", "label_accuracy")
@@ -110,7 +110,7 @@ class RagasScorer:
         self._recall = recall()
         self._faithfulness: Any = None
         if judge is not None:
-            from cera_rag.rag.judge import FaithfulnessMetric, judge_llm
+            from cera_rag.experiments.rag.judge import FaithfulnessMetric, judge_llm
 
             self._faithfulness = FaithfulnessMetric(llm=judge_llm(judge))
 
@@ -129,7 +129,7 @@ class RagasScorer:
         from pydantic import ValidationError
         from ragas.exceptions import LLMDidNotFinishException, RagasOutputParserException
 
-        from cera_rag.rag.judge import JudgeOutputError, JudgeTruncatedError
+        from cera_rag.experiments.rag.judge import JudgeOutputError, JudgeTruncatedError
 
         if self._faithfulness is None:
             return None, "skipped"

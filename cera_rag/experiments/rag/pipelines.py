@@ -90,7 +90,7 @@ def build_llamaindex_engine(
 
     Args:
         retriever: A LlamaIndex retriever (``llama_index.retrievers.cera.CERARetriever``).
-        llm: A LlamaIndex LLM (``cera_rag.rag.llm.llamaindex_llm``).
+        llm: A LlamaIndex LLM (``cera_rag.experiments.rag.llm.llamaindex_llm``).
         prompt: Text-QA template with ``{context_str}`` and ``{query_str}``.
         postprocessors: Node post-processors run before the metadata is hidden (e.g.
             ``CERARationalePostprocessor``).

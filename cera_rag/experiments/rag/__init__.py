@@ -11,6 +11,6 @@ Modules (each imports LlamaIndex, LangChain, RAGAS or llama-cpp lazily, inside f
 * ``ragas_eval``: the CERA-vs-Contriever comparison behind ``evals/run_ragas.py``.
 """
 
-from cera_rag.rag.errors import EndpointError, LocalLLMError
+from cera_rag.experiments.rag.errors import EndpointError, LocalLLMError
 
 __all__ = ["EndpointError", "LocalLLMError"]

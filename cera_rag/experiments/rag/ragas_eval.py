@@ -10,7 +10,7 @@ phrased in the wording held out of training, with the same prompt, LLM and top-k
 * ``minilm``: all-MiniLM-L6-v2 off the shelf, cosine (what sentence-transformers gives in one line);
 * ``contriever-config``: mean pooling and an unnormalised dot product, the way Contriever is used,
   on ``facebook/contriever`` where the hub is reachable, else on all-MiniLM-L6-v2 (the report says which);
-* ``bm25``: ``bm25s`` with English stopwords (``cera_rag.rag.bm25``).
+* ``bm25``: ``bm25s`` with English stopwords (``cera_rag.experiments.rag.bm25``).
 
 Each system is built in LlamaIndex (``RetrieverQueryEngine``) and in LangChain (LCEL, with a
 ``ContextualCompressionRetriever`` for the reader). The first framework's answer is scored; the
@@ -18,8 +18,8 @@ other runs too and the row records whether both sent the LLM the same request (t
 messages, model, temperature and budget, captured on the wire) and got the same answer: one row
 per system instead of the same system shown twice.
 
-Besides RAGAS (``cera_rag.rag.scoring``), every row carries LLM-free evidence metrics
-(``cera_rag.rag.evidence``): the share of the annotated evidence inside the context and, for the
+Besides RAGAS (``cera_rag.experiments.rag.scoring``), every row carries LLM-free evidence metrics
+(``cera_rag.experiments.rag.evidence``): the share of the annotated evidence inside the context and, for the
 reader, inside the evidence sentences alone, with the tokens each context costs.
 
 Every (system, question) row is appended to ``<out>/ragas_rows.jsonl`` as soon as it is scored
@@ -40,10 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from cera_rag.errors import ConfigError
-from cera_rag.rag.llm import LLMEndpoint, check_answer, check_endpoint, endpoint_errors
-from cera_rag.rag.pipelines import RAG_PROMPT, RAGAnswer
-from cera_rag.rag.results import JsonlLog, check_manifest, summarise, write_summary
-from cera_rag.rag.scoring import METRICS, RagasScorer, ScoreInput, Scorer, reference_text
+from cera_rag.experiments.rag.llm import LLMEndpoint, check_answer, check_endpoint, endpoint_errors
+from cera_rag.experiments.rag.pipelines import RAG_PROMPT, RAGAnswer
+from cera_rag.experiments.rag.results import JsonlLog, check_manifest, summarise, write_summary
+from cera_rag.experiments.rag.scoring import METRICS, RagasScorer, ScoreInput, Scorer, reference_text
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +243,7 @@ def resolve_endpoints(cfg: RagasEvalConfig) -> Iterator[tuple[LLMEndpoint, LLMEn
         generator = cfg.generator
         judge = cfg.judge
         if generator is None:
-            from cera_rag.rag.local_llm import LocalLLMServer
+            from cera_rag.experiments.rag.local_llm import LocalLLMServer
 
             server = stack.enter_context(LocalLLMServer(n_ctx=cfg.local_n_ctx))
             generator = LLMEndpoint(
@@ -299,7 +299,7 @@ def framework_retrievers(system: str, res: Resources, top_k: int, candidates: in
     from llama_index.postprocessor.cera import CERARationalePostprocessor
     from llama_index.retrievers.cera import CERARetriever as LlamaCERARetriever
 
-    from cera_rag.rag import bm25
+    from cera_rag.experiments.rag import bm25
 
     if system == "bm25":
         return {
@@ -340,8 +340,8 @@ def build_pipelines(
     ``RAGAnswer.checks`` says whether it sent the same request, retrieved the same passages and got
     the same answer.
     """
-    from cera_rag.rag import pipelines
-    from cera_rag.rag.llm import RequestRecorder, chat_request, langchain_llm, llamaindex_llm
+    from cera_rag.experiments.rag import pipelines
+    from cera_rag.experiments.rag.llm import RequestRecorder, chat_request, langchain_llm, llamaindex_llm
 
     recorder = RequestRecorder()
     llms = {
@@ -556,8 +556,8 @@ def summary_sections(meta: dict[str, Any], labels: dict[str, str]) -> list[str]:
             f"{check['same_contexts']} and got the same answer for {check['same_answer']}; each system is one row.",
             "",
         ]
-    from cera_rag.rag.evidence import token_unit
-    from cera_rag.rag.results import format_number as fmt
+    from cera_rag.experiments.rag.evidence import token_unit
+    from cera_rag.experiments.rag.results import format_number as fmt
 
     ev = meta.get("evidence") or {}
 
@@ -644,7 +644,7 @@ def _generate(run: _Run, answer: Callable[[str], RAGAnswer], q: Question, system
 
 def _score(run: _Run, scorer: Scorer, q: Question, gen: dict[str, Any]) -> dict[str, float | None]:
     """Score a saved generation (RAGAS + the LLM-free evidence metrics) and append its row; returns the scores."""
-    from cera_rag.rag.evidence import evidence_metrics
+    from cera_rag.experiments.rag.evidence import evidence_metrics
 
     started = time.perf_counter()
     result = scorer.score(
@@ -716,7 +716,7 @@ def default_pipelines(
 
         res.reader = CERAReader.from_pretrained(reader_model or resolve_reader_model(), device=cfg.device)
     if "bm25" in systems:
-        from cera_rag.rag.bm25 import PassageBM25
+        from cera_rag.experiments.rag.bm25 import PassageBM25
 
         res.bm25 = PassageBM25(passages)
     return build_pipelines(systems, res, generator, cfg.top_k, cfg.candidates, cfg.frameworks)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from cera_rag.rag.llm import LLMEndpoint
+from cera_rag.experiments.rag.llm import LLMEndpoint
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 

@@ -75,7 +75,7 @@ def _gguf_tokenizer() -> Callable[[str], int] | None:
     try:
         from llama_cpp import Llama
 
-        from cera_rag.rag.local_llm import default_gguf_path
+        from cera_rag.experiments.rag.local_llm import default_gguf_path
 
         vocab = Llama(model_path=str(default_gguf_path()), vocab_only=True, verbose=False)
     except Exception as exc:  # noqa: BLE001 - fall back to words, and say so in the log

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
-from cera_rag.rag.errors import EndpointError, LocalLLMError
+from cera_rag.experiments.rag.errors import EndpointError, LocalLLMError
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Steps: find a CERA checkpoint (``checkpoints/cera-best``, else ``checkpoints/cer
 ``quick`` preset with a progress bar) and a reader (``checkpoints/cera-reader``, else
 ``checkpoints/cera-reader-quick``, else train the reader's ``quick`` preset); index a handful of
 validation articles into an embedded Chroma store; ask three clinical questions about them
-through the LlamaIndex pipeline (``cera_rag.rag.pipelines``): CERA retrieves the top
+through the LlamaIndex pipeline (``cera_rag.experiments.rag.pipelines``): CERA retrieves the top
 ``candidates`` passages, the reader re-ranks them and marks the evidence for each question, and
 the embedded local LLM (SmolLM2-135M through llama-cpp's OpenAI-compatible server, or
 ``--llm-base-url``) answers; print each answer with its passages, the reader's evidence
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cera_rag.rag.ragas_eval import DEFAULT_READER_MODELS
+from cera_rag.experiments.rag.ragas_eval import DEFAULT_READER_MODELS
 from cera_rag.spans import SpanDict
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ class DemoAnswer:
 # ----------------------------------------------------------------------------------- checkpoint
 def find_checkpoint(candidates: Sequence[str] | None = None) -> str | None:
     """The first existing checkpoint folder of ``candidates`` (default: cera-best, then cera-quick)."""
-    from cera_rag.rag.ragas_eval import DEFAULT_CERA_MODELS
+    from cera_rag.experiments.rag.ragas_eval import DEFAULT_CERA_MODELS
 
     for c in candidates or DEFAULT_CERA_MODELS:
         if (Path(c) / "config.json").is_file():
@@ -350,8 +350,8 @@ def _index(cfg: DemoConfig, checkpoint: str, echo: Callable[[str], None]) -> tup
     from cera_rag import store
     from cera_rag.data.dataset import PromptSelection, load_processed
     from cera_rag.evaluation.cache import model_fingerprint
+    from cera_rag.experiments.rag.ragas_eval import collection_name
     from cera_rag.paths import cache_dir
-    from cera_rag.rag.ragas_eval import collection_name
 
     t0 = time.perf_counter()
     # Only the articles the demo indexes (two spare, in case one has no evidence passage).
@@ -374,7 +374,7 @@ def _index(cfg: DemoConfig, checkpoint: str, echo: Callable[[str], None]) -> tup
 
 def _endpoint(cfg: DemoConfig, stack: Any, echo: Callable[[str], None]) -> Any:
     """The generator: the given endpoint, or the embedded local LLM started (and stopped) on ``stack``."""
-    from cera_rag.rag.llm import LLMEndpoint, api_key_from_env, check_endpoint
+    from cera_rag.experiments.rag.llm import LLMEndpoint, api_key_from_env, check_endpoint
 
     if cfg.llm_base_url:
         if not cfg.llm_model:
@@ -383,7 +383,7 @@ def _endpoint(cfg: DemoConfig, stack: Any, echo: Callable[[str], None]) -> Any:
             raise ConfigError("--llm-base-url needs --llm-model.")
         endpoint = LLMEndpoint(cfg.llm_base_url, cfg.llm_model, api_key_from_env(), max_tokens=cfg.max_tokens)
     else:
-        from cera_rag.rag.local_llm import LocalLLMServer
+        from cera_rag.experiments.rag.local_llm import LocalLLMServer
 
         echo("Starting the local LLM (SmolLM2-135M-Instruct, llama-cpp-python server)...")
         t0 = time.perf_counter()
@@ -400,9 +400,9 @@ def _ask(
     """Ask each question through the LlamaIndex pipeline (CERA top ``candidates``, reader re-rank to ``top_k``)."""
     from llama_index.retrievers.cera import CERARetriever
 
-    from cera_rag.rag import pipelines
-    from cera_rag.rag.llm import check_answer, endpoint_errors, llamaindex_llm
-    from cera_rag.rag.ragas_eval import render_question
+    from cera_rag.experiments.rag import pipelines
+    from cera_rag.experiments.rag.llm import check_answer, endpoint_errors, llamaindex_llm
+    from cera_rag.experiments.rag.ragas_eval import render_question
 
     postprocessors: list[Any] = []
     if reader_path is not None:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-from cera_rag.rag.errors import EndpointError
+from cera_rag.experiments.rag.errors import EndpointError
 
 logger = logging.getLogger(__name__)
 
