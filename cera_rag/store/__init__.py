@@ -27,7 +27,7 @@ from cera_rag.encoders import CONTRIEVER_MODEL, Encoder, canonical_encoder_name,
 
 # The record-metadata key the store writes the spans under, and its parser.
 from cera_rag.spans import SPANS_KEY, parse_spans
-from cera_rag.store.client import default_store_path, get_client
+from cera_rag.store.client import client_of, default_store_path, get_client
 from cera_rag.store.collection import (
     CONTRIEVER_COLLECTION,
     DEFAULT_COLLECTION,
@@ -53,7 +53,7 @@ from cera_rag.store.indexing import (
     index_texts,
     text_id,
 )
-from cera_rag.store.search import Hit, distance_to_score, query
+from cera_rag.store.search import Hit, attach_spans, distance_to_score, query
 
 __all__ = [
     "CONTRIEVER_COLLECTION",
@@ -73,9 +73,11 @@ __all__ = [
     "Record",
     "StoreError",
     "as_record",
+    "attach_spans",
     "canonical_encoder_name",
     "check_collection",
     "check_encoder",
+    "client_of",
     "collection_encoder",
     "default_contriever_model",
     "default_store_path",

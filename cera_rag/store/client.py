@@ -85,3 +85,21 @@ def get_client(
         if not scope:
             raise
         raise StoreError(f"Cannot open {folder} with {scope} ({exc}); create the tenant/database first.") from exc
+
+
+def client_of(collection: Any) -> Any:
+    """The Chroma client (``ClientAPI``) a collection belongs to, for APIs that take a client and a name.
+
+    A ``Collection`` keeps only the server API it was fetched through; Chroma's own
+    ``Client.from_system`` rebuilds the client over that system, in the collection's tenant and database.
+    """
+    _chromadb()
+    from chromadb.api.client import Client
+
+    system = getattr(getattr(collection, "_client", None), "_system", None)
+    if system is None:
+        raise StoreError(
+            f"Cannot tell which Chroma client {collection!r} belongs to; pass the client (client=...) with the "
+            "collection name instead of the collection."
+        )
+    return Client.from_system(system, tenant=collection.tenant, database=collection.database)

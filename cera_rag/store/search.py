@@ -104,6 +104,27 @@ def query(
         Hit(id=i, text=d or "", score=distance_to_score(s, space), metadata=dict(m or {}))
         for i, d, m, s in zip(ids, docs, metas, dists, strict=True)
     ]
+    return attach_spans(
+        encoder, text, hits, rationales=rationales, top_fraction=top_fraction, stored_spans=stored_spans
+    )
+
+
+def attach_spans(
+    encoder: Encoder,
+    text: str,
+    hits: list[Hit],
+    *,
+    rationales: bool = True,
+    top_fraction: float = 0.2,
+    stored_spans: bool = True,
+) -> list[Hit]:
+    """Move the stored spans out of each hit's metadata into ``hit.spans``; compute the missing ones.
+
+    The step after the vector search, shared by ``query`` and adapters that search through a
+    framework's own vector store (LangChain's ``Chroma``): the stored-span keys always leave the
+    metadata; with ``rationales`` every hit gets spans (stored ones made with this ``top_fraction``
+    unless ``stored_spans`` is false, else one ``rationale_spans_batch`` pass over the rest).
+    """
     stored = [_stored_spans(h.metadata, top_fraction) for h in hits]
     if not stored_spans:
         stored = [None] * len(hits)

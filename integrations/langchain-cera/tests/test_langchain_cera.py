@@ -154,9 +154,7 @@ def test_mismatched_encoder_and_missing_model(
 
 
 def test_contriever_style_retriever(other_bert_dir: Path, tmp_path: Path, corpus: list) -> None:
-    retriever = CERARetriever(
-        model_name=f"{other_bert_dir}@contriever", persist_directory=str(tmp_path / "c"), k=3
-    )
+    retriever = CERARetriever(model_name=f"{other_bert_dir}@contriever", persist_directory=str(tmp_path / "c"), k=3)
     assert retriever.collection_name == "contriever-passages"
     store.index_texts(
         retriever.encoder, retriever.collection, [t for _, t, _ in corpus], [m for _, _, m in corpus],

@@ -57,9 +57,15 @@ def test_chroma_vectorstore_with_cera_embeddings_and_the_compressor(
     docs = retriever.invoke(QUERY)
     assert [d.id for d in docs] == [d.id for d in base.invoke(QUERY)], "annotate mode keeps the retriever's order"
     assert _offsets_hold(docs) > 0
-    # The same collection through cera-rag's own retriever: the same passages in the same order.
+    # The same collection through cera-rag's own retriever (a convenience over this vector store):
+    # the same passages in the same order, from the collection or from the vector store itself.
     ours = CERARetriever(encoder=encoder, collection=vectorstore._collection, k=3).invoke(QUERY)
     assert [d.id for d in ours] == [d.id for d in docs]
+    over_vs = CERARetriever(vectorstore=vectorstore, k=3).invoke(QUERY)
+    assert [d.id for d in over_vs] == [d.id for d in docs] and _offsets_hold(over_vs) > 0
+    relevance = dict((d.id, s) for d, s in vectorstore.similarity_search_with_relevance_scores(QUERY, k=3))
+    for doc in over_vs:
+        assert doc.metadata["cera_score"] == pytest.approx(relevance[doc.id], abs=1e-6)
     # Relevance scores: langchain-chroma's ip relevance is 1 - distance, the dot product here.
     q = encoder.encode_queries([QUERY])[0]
     for doc, score in vectorstore.similarity_search_with_relevance_scores(QUERY, k=3):
@@ -83,3 +89,9 @@ def test_reader_compressor_on_the_native_stack(vectorstore: Any, reader: Any) ->
     docs = retriever.invoke(QUERY)
     assert len(docs) == 2 and all(EVIDENCE_KEY in d.metadata for d in docs)
     _offsets_hold(docs, EVIDENCE_KEY)
+
+
+def test_a_vectorstore_without_cera_embeddings_needs_the_encoder(tmp_path: Path) -> None:
+    plain = langchain_chroma.Chroma(client=store.get_client(tmp_path / "chroma"), collection_name="plain-vs")
+    with pytest.raises(ValueError, match="CERAEmbeddings"):
+        CERARetriever(vectorstore=plain)

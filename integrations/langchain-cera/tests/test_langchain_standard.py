@@ -1,13 +1,24 @@
-"""LangChain's standard test suites (``langchain_tests``) for CERAEmbeddings and CERARetriever."""
+"""LangChain's standard test suites (``langchain_tests``) for CERAEmbeddings and CERARetriever.
+
+The vector-store suite runs on the native stack a LangChain user builds: ``langchain_chroma.Chroma``
+with ``CERAEmbeddings`` as its embedding function, over a collection cera-rag created (encoder
+identity recorded, ``ip`` space), searched with real (tiny BERT) vectors instead of the suite's fakes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from langchain_cera import CERAEmbeddings, CERARetriever
-from langchain_tests.integration_tests import EmbeddingsIntegrationTests, RetrieversIntegrationTests
+from langchain_core.vectorstores import VectorStore
+from langchain_tests.integration_tests import (
+    EmbeddingsIntegrationTests,
+    RetrieversIntegrationTests,
+    VectorStoreIntegrationTests,
+)
 from langchain_tests.unit_tests import EmbeddingsUnitTests
 
 from cera_rag import store
@@ -79,3 +90,18 @@ class TestCERARetrieverIntegration(RetrieversIntegrationTests):
     @property
     def retriever_query_example(self) -> str:
         return "Does aspirin lower pain compared with placebo?"
+
+
+class TestChromaWithCERAEmbeddings(VectorStoreIntegrationTests):
+    @pytest.fixture()
+    def vectorstore(self, encoder: Any, tmp_path: Path) -> Iterator[VectorStore]:
+        from langchain_chroma import Chroma
+
+        client = store.get_client(tmp_path / "chroma")
+        vs = Chroma(
+            client=client, collection_name="lc-vectorstore-suite", embedding_function=CERAEmbeddings(encoder=encoder)
+        )
+        try:
+            yield vs
+        finally:
+            vs.delete_collection()
