@@ -19,17 +19,17 @@ from __future__ import annotations
 import json
 import logging
 import random
-import signal
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from cera_rag.atomic import write_json
 from cera_rag.config import load_settings, save_settings
 from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, PromptSelection, load_processed
 from cera_rag.data.queries import TRAIN_TEMPLATES, sample_query
@@ -37,7 +37,7 @@ from cera_rag.errors import ConfigError
 from cera_rag.model import TruncationWarning, check_output_dir
 from cera_rag.paths import DEFAULT_BASE_MODEL
 from cera_rag.reader import CERAReader
-from cera_rag.run_state import RunState, adamw_groups, trim_log
+from cera_rag.run_state import RunState, adamw_groups, sigint_sets_interrupted, trim_log
 
 log = logging.getLogger(__name__)
 
@@ -277,21 +277,34 @@ class ReaderTrainer:
         self._interrupted = False
 
     def train(self, resume: bool = False, show_progress: bool = True) -> ReaderTrainResult:
-        from tqdm.auto import tqdm
-        from transformers import get_linear_schedule_with_warmup
+        """Train (or, with ``resume``, continue) to the end; the best epoch is saved to ``output_dir``.
 
-        from cera_rag.train import set_seed
+        Raises:
+            ConfigError: ``resume`` without a resumable run, or an ``output_dir`` holding other files.
+            KeyboardInterrupt: On Ctrl-C, after saving a resumable state (the message says how to resume).
+        """
+        run = self._start(resume, show_progress)
+        start = time.time()
+        with sigint_sets_interrupted(self), run.log_path.open("a", encoding="utf-8") as log_file:
+            while run.state["step"] < run.total and not self._interrupted:
+                if not self._train_epoch(run, log_file, show_progress):
+                    break
+                self._end_epoch(run, log_file)
+        if self._interrupted:
+            self._save_state(run)
+            raise KeyboardInterrupt(f"Interrupted at step {run.state['step']}; resume with --resume ({self.run_dir}).")
+        if run.state["best"] < 0 and not (self.output_dir / "reader_heads.safetensors").exists():
+            self._save_best(run, None)  # max_steps ended before an epoch finished
+        state = run.state
+        return ReaderTrainResult(
+            str(self.output_dir), state["best"], state["history"], state["step"], time.time() - start
+        )
 
+    def load_data(self, show_progress: bool = True) -> tuple[ProcessedSplit, ProcessedSplit | None]:
+        """Only what this run reads: the sampled training prompts with every prompt of their articles
+        (the other evidence of an article is a negative), and the first eval_max_prompts to evaluate.
+        """
         cfg = self.config
-        run_state = RunState(self.run_dir)
-        if resume:
-            run_state.recover()
-            if not run_state.exists:
-                raise ConfigError(f"--resume: no resumable run at {self.run_dir}; start without --resume.")
-        check_output_dir(self.output_dir)
-        set_seed(cfg.seed)
-        # Only what this run reads: the sampled training prompts with every prompt of their articles
-        # (the other evidence of an article is a negative), and the first eval_max_prompts to evaluate.
         train_select = (
             PromptSelection(n_prompts=cfg.max_train_prompts, seed=cfg.seed, whole_articles=True)
             if cfg.max_train_prompts
@@ -304,6 +317,23 @@ class ReaderTrainer:
             if cfg.eval_split
             else None
         )
+        return train, val
+
+    def _start(self, resume: bool, show_progress: bool) -> _ReaderRun:
+        """Everything a run needs: data, reader, optimiser, schedule, state, log (resumed or fresh)."""
+        from transformers import get_linear_schedule_with_warmup
+
+        from cera_rag.train import set_seed
+
+        cfg = self.config
+        run_state = RunState(self.run_dir)
+        if resume:
+            run_state.recover()
+            if not run_state.exists:
+                raise ConfigError(f"--resume: no resumable run at {self.run_dir}; start without --resume.")
+        check_output_dir(self.output_dir)
+        set_seed(cfg.seed)
+        train, val = self.load_data(show_progress)
         if resume:
             reader = CERAReader.from_pretrained(run_state.model_dir, device=cfg.device)
         else:
@@ -314,9 +344,7 @@ class ReaderTrainer:
         reader.config.base_model = cfg.base_model
         reader.name = str(self.output_dir)
         steps_per_epoch = len(epoch_groups(train, cfg, 0))
-        total = steps_per_epoch * cfg.epochs
-        if cfg.max_steps:
-            total = min(total, cfg.max_steps)
+        total = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
         opt = torch.optim.AdamW(adamw_groups(reader, cfg.weight_decay), lr=cfg.lr)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
         state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0, "history": []}
@@ -325,81 +353,104 @@ class ReaderTrainer:
             log.info("Resuming %s at step %d", self.run_dir, state["step"])
         self.output_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.output_dir.with_name(self.output_dir.name + ".log.jsonl")
-        if not resume and log_path.exists():
-            log_path.unlink()
-        elif resume:
-            trim_log(log_path, state["step"])
+        if resume:
+            trim_log(log_path, state["step"])  # steps after the saved state are done again
+        else:
+            log_path.unlink(missing_ok=True)
+        return _ReaderRun(
+            train=train, val=val, reader=reader, opt=opt, sched=sched, state=state,
+            steps_per_epoch=steps_per_epoch, total=total, log_path=log_path, run_state=run_state,
+        )  # fmt: skip
 
-        def save_state() -> None:
-            run_state.save(reader.save_pretrained, lambda p: save_settings(cfg, p), opt, sched, state)
+    def _train_epoch(self, run: _ReaderRun, log_file: IO[str], show_progress: bool) -> bool:
+        """The rest of the current epoch's steps; ``True`` when the epoch is complete (then evaluate it)."""
+        from tqdm.auto import tqdm
 
-        def on_sigint(signum: int, frame: Any) -> None:
-            self._interrupted = True
-
-        previous = signal.signal(signal.SIGINT, on_sigint)
-        start = time.time()
-        try:
-            with log_path.open("a", encoding="utf-8") as log_file:
-                while state["step"] < total and not self._interrupted:
-                    epoch = state["epoch"]
-                    batches = epoch_groups(train, cfg, epoch)
-                    done = state["step"] - epoch * steps_per_epoch
-                    bar = tqdm(
-                        total=min(len(batches), total - epoch * steps_per_epoch), initial=done,
-                        desc=f"reader epoch {epoch + 1}/{cfg.epochs}", disable=not show_progress,
-                    )  # fmt: skip
-                    for batch in batches[done:]:
-                        if state["step"] >= total or self._interrupted:
-                            break
-                        reader.train()
-                        torch.manual_seed(cfg.seed + state["step"])  # dropout: same masks when resumed
-                        loss, terms = reader_loss(reader, train, batch, cfg.token_weight)
-                        opt.zero_grad(set_to_none=True)
-                        loss.backward()
-                        torch.nn.utils.clip_grad_norm_(reader.parameters(), cfg.max_grad_norm)
-                        opt.step()
-                        sched.step()
-                        state["step"] += 1
-                        log_file.write(
-                            json.dumps({"step": state["step"], "epoch": epoch, "lr": sched.get_last_lr()[0], **terms})
-                            + "\n"
-                        )
-                        log_file.flush()
-                        bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items()})
-                        bar.update(1)
-                        if state["step"] % cfg.checkpoint_every == 0:
-                            save_state()
-                    bar.close()
-                    if self._interrupted or state["step"] < min(total, (epoch + 1) * steps_per_epoch):
-                        break
-                    metrics = (
-                        evaluate_reader(reader, val, cfg.eval_max_prompts, cfg.eval_candidates)
-                        if val is not None
-                        else {}
-                    )
-                    entry = {"epoch": epoch + 1, "step": state["step"], **metrics}
-                    state["history"].append(entry)
-                    log_file.write(json.dumps({"eval": entry}) + "\n")
-                    log.info("reader epoch %d: %s", epoch + 1, metrics)
-                    score = metrics.get("mrr@10", 0.0)
-                    if score > state["best"] or val is None:
-                        state["best"] = score
-                        reader.save_pretrained(self.output_dir)
-                        save_settings(cfg, self.output_dir / "train_config.yaml")
-                        (self.output_dir / "metrics.json").write_text(json.dumps(entry, indent=1), encoding="utf-8")
-                    state["epoch"] = epoch + 1
-                    save_state()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        if self._interrupted:
-            save_state()
-            raise KeyboardInterrupt(f"Interrupted at step {state['step']}; resume with --resume ({self.run_dir}).")
-        if state["best"] < 0 and not (self.output_dir / "reader_heads.safetensors").exists():
-            reader.save_pretrained(self.output_dir)  # max_steps ended before an epoch finished
-            save_settings(cfg, self.output_dir / "train_config.yaml")
-        return ReaderTrainResult(
-            str(self.output_dir), state["best"], state["history"], state["step"], time.time() - start
+        cfg, state = self.config, run.state
+        epoch = state["epoch"]
+        groups = epoch_groups(run.train, cfg, epoch)
+        done_in_epoch = state["step"] - epoch * run.steps_per_epoch
+        bar = tqdm(
+            total=min(len(groups), run.total - epoch * run.steps_per_epoch),
+            initial=done_in_epoch,
+            desc=f"reader epoch {epoch + 1}/{cfg.epochs}",
+            disable=not show_progress,
         )
+        for batch in groups[done_in_epoch:]:
+            if state["step"] >= run.total or self._interrupted:
+                break
+            terms = self._step(run, batch)
+            log_file.write(
+                json.dumps({"step": state["step"], "epoch": epoch, "lr": run.sched.get_last_lr()[0], **terms}) + "\n"
+            )
+            log_file.flush()
+            bar.set_postfix({k: f"{v:.4f}" for k, v in terms.items()})
+            bar.update(1)
+            if state["step"] % cfg.checkpoint_every == 0:
+                self._save_state(run)
+        bar.close()
+        complete = state["step"] >= min(run.total, (epoch + 1) * run.steps_per_epoch)
+        return complete and not self._interrupted
+
+    def _step(self, run: _ReaderRun, batch: list[ReaderGroup]) -> dict[str, float]:
+        """One optimiser step; returns the loss terms."""
+        cfg = self.config
+        run.reader.train()
+        torch.manual_seed(cfg.seed + run.state["step"])  # dropout: the same masks when resumed
+        loss, terms = reader_loss(run.reader, run.train, batch, cfg.token_weight)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(run.reader.parameters(), cfg.max_grad_norm)
+        run.opt.step()
+        run.sched.step()
+        run.state["step"] += 1
+        return terms
+
+    def _end_epoch(self, run: _ReaderRun, log_file: IO[str]) -> None:
+        """Evaluate the finished epoch, keep it if it is the best so far, save a resumable state."""
+        cfg, state = self.config, run.state
+        epoch = state["epoch"]
+        metrics = (
+            evaluate_reader(run.reader, run.val, cfg.eval_max_prompts, cfg.eval_candidates)
+            if run.val is not None
+            else {}
+        )
+        entry = {"epoch": epoch + 1, "step": state["step"], **metrics}
+        state["history"].append(entry)
+        log_file.write(json.dumps({"eval": entry}) + "\n")
+        log.info("reader epoch %d: %s", epoch + 1, metrics)
+        score = metrics.get("mrr@10", 0.0)
+        if score > state["best"] or run.val is None:
+            state["best"] = score
+            self._save_best(run, entry)
+        state["epoch"] = epoch + 1
+        self._save_state(run)
+
+    def _save_state(self, run: _ReaderRun) -> None:
+        cfg = self.config
+        run.run_state.save(run.reader.save_pretrained, lambda p: save_settings(cfg, p), run.opt, run.sched, run.state)
+
+    def _save_best(self, run: _ReaderRun, entry: dict[str, Any] | None) -> None:
+        run.reader.save_pretrained(self.output_dir)
+        save_settings(self.config, self.output_dir / "train_config.yaml")
+        if entry is not None:
+            write_json(self.output_dir / "metrics.json", entry)
+
+
+@dataclass
+class _ReaderRun:
+    """The state of one reader training run, shared by the loop's steps."""
+
+    train: ProcessedSplit
+    val: ProcessedSplit | None
+    reader: CERAReader
+    opt: torch.optim.Optimizer
+    sched: Any
+    state: dict[str, Any]
+    steps_per_epoch: int
+    total: int
+    log_path: Path
+    run_state: RunState
 
 
 __all__ = [

@@ -9,10 +9,12 @@ completes a save that a kill cut short between those renames.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -146,3 +148,18 @@ def adamw_groups(module: torch.nn.Module, weight_decay: float) -> list[dict[str,
         {"params": [p for n, p in module.named_parameters() if not n.endswith(no_decay)], "weight_decay": weight_decay},
         {"params": [p for n, p in module.named_parameters() if n.endswith(no_decay)], "weight_decay": 0.0},
     ]
+
+
+@contextlib.contextmanager
+def sigint_sets_interrupted(trainer: Any) -> Iterator[None]:
+    """Ctrl-C sets ``trainer._interrupted`` (the loop stops after the current step) instead of raising."""
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        trainer._interrupted = True
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)

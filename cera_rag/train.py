@@ -12,13 +12,10 @@ seed derive from the run seed. The best epoch on validation (MRR@10) is saved to
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
-import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -35,7 +32,7 @@ from cera_rag.errors import ConfigError
 from cera_rag.evaluation.retrieval import TRAIN_METRICS, build_qrels, dense_run, evaluate_run
 from cera_rag.losses import AttentionAlignmentLoss, ranking_loss
 from cera_rag.model import CERAEncoder, check_output_dir
-from cera_rag.run_state import RunState, adamw_groups, trim_log
+from cera_rag.run_state import RunState, adamw_groups, sigint_sets_interrupted, trim_log
 
 log = logging.getLogger(__name__)
 
@@ -220,7 +217,7 @@ class Trainer:
         """
         run = self._start(resume)
         start = time.time()
-        with _sigint_sets(self), run.log_path.open("a", encoding="utf-8") as log_file:
+        with sigint_sets_interrupted(self), run.log_path.open("a", encoding="utf-8") as log_file:
             while run.state["step"] < run.total and not self._interrupted:
                 if not self._train_epoch(run, log_file, show_progress):
                     break
@@ -360,21 +357,6 @@ class _Run:
     steps_per_epoch: int
     total: int
     log_path: Path
-
-
-@contextlib.contextmanager
-def _sigint_sets(trainer: Trainer) -> Iterator[None]:
-    """Ctrl-C sets ``trainer._interrupted`` (the loop stops after the current step) instead of raising."""
-
-    def on_sigint(signum: int, frame: Any) -> None:
-        trainer._interrupted = True
-
-    previous = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def train(config: TrainConfig, resume: bool = False, data_dir: str | Path | None = None) -> TrainResult:
