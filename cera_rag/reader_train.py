@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 import warnings
@@ -265,7 +266,7 @@ def evaluate_reader(
 class ReaderTrainer:
     """Fine-tunes a ``CERAReader`` under a ``ReaderTrainConfig``."""
 
-    def __init__(self, config: ReaderTrainConfig, data_dir: str | Path | None = None) -> None:
+    def __init__(self, config: ReaderTrainConfig, data_dir: str | os.PathLike[str] | None = None) -> None:
         self.config = config
         self.data_dir = data_dir
         self.output_dir = Path(config.output_dir).expanduser()

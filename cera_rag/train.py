@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ def epoch_batches(split: ProcessedSplit, config: TrainConfig, epoch: int) -> lis
 class Trainer:
     """Fine-tunes a ``CERAEncoder`` under a ``TrainConfig``."""
 
-    def __init__(self, config: TrainConfig, data_dir: str | Path | None = None) -> None:
+    def __init__(self, config: TrainConfig, data_dir: str | os.PathLike[str] | None = None) -> None:
         self.config = config
         self.data_dir = data_dir
         self.output_dir = Path(config.output_dir).expanduser()
@@ -359,7 +360,7 @@ class _Run:
     log_path: Path
 
 
-def train(config: TrainConfig, resume: bool = False, data_dir: str | Path | None = None) -> TrainResult:
+def train(config: TrainConfig, resume: bool = False, data_dir: str | os.PathLike[str] | None = None) -> TrainResult:
     """Train under ``config``; see ``Trainer``."""
     return Trainer(config, data_dir).train(resume=resume)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import os
 import random
 import time
 from collections import Counter
@@ -268,7 +269,7 @@ def _atomic_write_gz(path: Path, obj: dict[str, Any]) -> None:
 def load_processed(
     split: str,
     config: DataConfig | None = None,
-    data_dir: str | Path | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
     use_cache: bool = True,
     show_progress: bool = False,
     select: PromptSelection | None = None,

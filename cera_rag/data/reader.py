@@ -10,6 +10,7 @@ texts in ``annotations/txt_files/PMC<PMCID>.txt`` and the official article split
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,7 @@ class SplitData:
         return sum(len(v) for v in self.evidence.values())
 
 
-def resolve_data_dir(data_dir: str | Path | None = None) -> Path:
+def resolve_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """The data folder to read, with a clear error when there is none."""
     path = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     if path is None:

@@ -135,7 +135,7 @@ def explanation_row(
     pairs: Sequence[Any],
     top_passages: dict[str, str],
     query_for: Callable[[Any], str],
-    ranker: str,
+    ranker: str | None,
 ) -> dict[str, Any]:
     """Lift etc. on the positive pairs and evidence hit@1 / sentence top-1 on ``top_passages``.
 

@@ -97,8 +97,11 @@ def build_llamaindex_engine(
     """
     from llama_index.core import PromptTemplate, get_response_synthesizer
     from llama_index.core.query_engine import RetrieverQueryEngine
+    from llama_index.core.response_synthesizers import ResponseMode
 
-    synthesizer = get_response_synthesizer(llm=llm, response_mode="compact", text_qa_template=PromptTemplate(prompt))
+    synthesizer = get_response_synthesizer(
+        llm=llm, response_mode=ResponseMode.COMPACT, text_qa_template=PromptTemplate(prompt)
+    )
     return RetrieverQueryEngine(
         retriever=retriever,
         response_synthesizer=synthesizer,
