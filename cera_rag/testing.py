@@ -9,8 +9,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,3 +102,62 @@ def assert_metadata_close(
             assert isinstance(g, (int, float)) and _close(float(g), w, rel, abs_tol), f"{key}: {g} != {w} (tolerance)"
         else:
             assert g == w, f"{key}: {g!r} != {w!r}"
+
+
+def chroma_executable() -> str | None:
+    """The ``chroma`` command of this environment (beside the interpreter), else the one on PATH."""
+    candidate = Path(sys.executable).with_name("chroma")
+    return str(candidate) if candidate.exists() else shutil.which("chroma")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def chroma_server(data_dir: Path, timeout: float = 60.0) -> Iterator[tuple[str, int]]:
+    """A real ``chroma run`` server on a free local port, storing under ``data_dir``; yields (host, port).
+
+    Raises:
+        FileNotFoundError: If the ``chroma`` command is not installed.
+        RuntimeError: If the server exits or does not answer its heartbeat within ``timeout`` seconds.
+    """
+    exe = chroma_executable()
+    if exe is None:
+        raise FileNotFoundError("the `chroma` command is not installed (pip install chromadb)")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = data_dir.with_name(data_dir.name + ".log")
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [exe, "run", "--path", str(data_dir), "--host", "127.0.0.1", "--port", str(port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            import chromadb
+            from chromadb.config import Settings
+
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"chroma run exited with {proc.returncode}: {log_path.read_text()}")
+                try:
+                    chromadb.HttpClient(
+                        host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False)
+                    ).heartbeat()
+                    break
+                except Exception:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"chroma run did not answer its heartbeat within {timeout:.0f} s") from None
+                    time.sleep(0.3)
+            yield "127.0.0.1", port
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

@@ -32,8 +32,14 @@ def passages_from_directory(
         StoreError: If the folder does not exist, holds no matching file, or holds a symlink to a
             file outside it.
     """
-    from cera_rag.data.passages import split_passages
+    out: list[Passage] = []
+    for f in text_files(directory, pattern):
+        out.extend(passages_from_file(directory, f, mode, **split_kwargs))
+    return out
 
+
+def text_files(directory: str | os.PathLike[str], pattern: str = "*.txt") -> list[Path]:
+    """The files ``passages_from_directory`` reads, sorted; refuses a missing folder and links outside it."""
     root = Path(directory).expanduser()
     if not root.is_dir():
         raise StoreError(f"{root} is not a folder; give a folder of {pattern} files to index.")
@@ -41,7 +47,6 @@ def passages_from_directory(
     if not files:
         raise StoreError(f"No {pattern} files under {root}.")
     real_root = root.resolve()
-    out: list[Passage] = []
     for f in files:
         target = f.resolve()
         if not target.is_relative_to(real_root):
@@ -49,14 +54,29 @@ def passages_from_directory(
                 f"{f} points outside {root} (to {target}); only files inside the folder are indexed. "
                 "Copy the file into the folder, or index the folder it lives in."
             )
-        data = f.read_bytes()
-        if b"\0" in data:
-            logger.warning("Skipping %s: it looks binary (it holds NUL bytes), not text.", f)
-            continue
-        article_id = f.relative_to(root).with_suffix("").as_posix()
-        text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # as read_text
-        out.extend(split_passages(text, article_id, mode, **split_kwargs))
-    return out
+    return files
+
+
+def passages_from_file(
+    directory: str | os.PathLike[str],
+    file: str | os.PathLike[str],
+    mode: PassageMode = "sentences",
+    **split_kwargs: Any,
+) -> list[Passage]:
+    """The passages of one file of ``directory`` (article id: its path relative to the folder, no suffix).
+
+    A binary file (holding a NUL byte) gives none, with a logged warning.
+    """
+    from cera_rag.data.passages import split_passages
+
+    root, f = Path(directory).expanduser(), Path(file)
+    data = f.read_bytes()
+    if b"\0" in data:
+        logger.warning("Skipping %s: it looks binary (it holds NUL bytes), not text.", f)
+        return []
+    article_id = f.relative_to(root).with_suffix("").as_posix()
+    text = data.decode("utf-8", errors="replace").replace("\r\n", "\n").replace("\r", "\n")  # as read_text
+    return split_passages(text, article_id, mode, **split_kwargs)
 
 
 def passages_from_split(

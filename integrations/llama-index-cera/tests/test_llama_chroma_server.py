@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,61 +9,19 @@ from typing import Any
 import pytest
 from llama_index.retrievers.cera import SPANS_KEY, CERARetriever, parse_spans
 
-from cera_rag import store
+from cera_rag import store, testing
 from cera_rag.store import CollectionMismatchError
+from cera_rag.testing import chroma_executable
 
 QUERY = "Does aspirin lower pain compared with placebo?"
 
 
-def _chroma_executable() -> str | None:
-    candidate = Path(sys.executable).with_name("chroma")
-    return str(candidate) if candidate.exists() else shutil.which("chroma")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture()
 def chroma_server(tmp_path: Path) -> Iterator[tuple[str, int]]:
-    exe = _chroma_executable()
-    if exe is None:
+    if chroma_executable() is None:
         pytest.skip("the `chroma` command is not installed")
-    port = _free_port()
-    log = (tmp_path / "chroma.log").open("wb")
-    proc = subprocess.Popen(
-        [exe, "run", "--path", str(tmp_path / "server-data"), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        import chromadb
-        from chromadb.config import Settings
-
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"chroma run exited with {proc.returncode}: {(tmp_path / 'chroma.log').read_text()}")
-            try:
-                chromadb.HttpClient(
-                    host="127.0.0.1", port=port, settings=Settings(anonymized_telemetry=False)
-                ).heartbeat()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    pytest.fail("chroma run did not answer its heartbeat within 60 s")
-                time.sleep(0.3)
-        yield "127.0.0.1", port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    with testing.chroma_server(tmp_path / "server-data") as address:
+        yield address
 
 
 @pytest.mark.slow
@@ -101,7 +54,7 @@ def test_chroma_server_end_to_end(
 
 def test_unreachable_server_is_a_store_error() -> None:
     with pytest.raises(store.StoreError, match="Cannot reach"):
-        store.get_client(host="127.0.0.1", port=_free_port())
+        store.get_client(host="127.0.0.1", port=testing.free_port())
 
 
 @pytest.mark.slow
