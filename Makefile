@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 INTEGRATIONS := integrations/llama-index-cera integrations/langchain-cera
-EXTRAS := baselines,eval,fast,chroma,rag,dev
+EXTRAS := baselines,eval,fast,chroma,scale,rag,dev
 # PyTorch's CPU wheel index for machines whose pip reaches only PyPI (there torch==2.13.0 is the CUDA build):
 #   make test TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 TORCH_INDEX_URL ?=

@@ -5,6 +5,7 @@ Examples::
     cera-rag index --split validation --model checkpoints/cera-best
     cera-rag index notes/ --model checkpoints/cera-best --collection my-notes
     cera-rag index --split validation --contriever          # the Contriever-style baseline collection
+    cera-rag index corpus/ --host 10.0.0.5 --ray local --workers 2   # Ray Data workers -> a Chroma server
     cera-rag query "Does drug A lower pain at 6 weeks compared with placebo?" -k 5
     cera-rag query "..." --host 127.0.0.1 --port 8000      # the same against a `chroma run` server
 """
@@ -88,15 +89,27 @@ def index(
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Passages embedded and written per step."),
     device: str | None = _DEVICE,
     backend: str = _BACKEND,
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Index on Ray Data workers writing to the --host server: 'local' starts a local Ray runtime, "
+        "or give a cluster address (auto, ray://head:10001). Needs the scale extra.",
+    ),
+    workers: int = typer.Option(2, "--workers", min=1, help="Ray encoder workers (with --ray)."),
+    cpus_per_worker: float = typer.Option(1.0, "--cpus-per-worker", min=0.1, help="CPUs each Ray worker reserves."),
 ) -> None:
     """Embed passages into a Chroma collection (idempotent: re-running resumes and adds no duplicates)."""
     from rich.console import Console
 
     if (directory is None) == (split is None):
         raise ConfigError("Give either a DIRECTORY of .txt files or --split NAME (not both).")
+    if passage_mode not in ("sentences", "windows"):
+        raise ConfigError(f"--passage-mode must be 'sentences' or 'windows', not {passage_mode!r}.")
+    if ray is not None:
+        _index_on_ray(directory, split, data_dir, passage_mode, model, contriever, host, port, collection,
+                      batch_size, device, backend, ray, workers, cpus_per_worker)  # fmt: skip
+        return
     if directory is not None:
-        if passage_mode not in ("sentences", "windows"):
-            raise ConfigError(f"--passage-mode must be 'sentences' or 'windows', not {passage_mode!r}.")
         passages = store.passages_from_directory(directory, mode=passage_mode)  # type: ignore[arg-type]
         source = str(directory)
     else:
@@ -110,6 +123,62 @@ def index(
         + (f", {report.duplicates} repeated ids dropped" if report.duplicates else "")
         + f" (from {source}; {coll.count()} in the collection)."
     )
+
+
+def _index_on_ray(
+    directory: Path | None,
+    split: str | None,
+    data_dir: Path | None,
+    passage_mode: str,
+    model: str | None,
+    contriever: bool,
+    host: str | None,
+    port: int | None,
+    collection: str | None,
+    batch_size: int,
+    device: str | None,
+    backend: str,
+    address: str,
+    workers: int,
+    cpus_per_worker: float,
+) -> None:
+    """``cera-rag index --ray``: the same collection, encoded by Ray workers (``store.distributed``)."""
+    from rich.console import Console
+
+    from cera_rag.encoders import parse_encoder_spec
+    from cera_rag.store.distributed import index_with_ray
+
+    if host is None and port is None:
+        raise ConfigError(
+            "--ray writes from many processes, so it needs a Chroma server: start one with "
+            "`chroma run --path DIR --port 8000` and pass --host/--port (an embedded --store is one process's)."
+        )
+    if model is None and not contriever:
+        model = DEFAULT_MODEL
+        if not Path(model).exists():
+            raise ConfigError(f"No model at {model}; pass --model CHECKPOINT (a trained CERA folder or a hub id).")
+    spec = str(model) if not contriever else (f"{model}@contriever" if model else "contriever")
+    parse_encoder_spec(spec)  # a bad spec fails here, not on every worker
+    source: Any = directory if directory is not None else store.passages_from_split(str(split), data_dir=data_dir)
+    name = collection or (CONTRIEVER_COLLECTION if contriever else store.DEFAULT_COLLECTION)
+    report = index_with_ray(
+        source, spec, name, client={"host": host, "port": port}, address=None if address == "local" else address,
+        workers=workers, cpus_per_worker=cpus_per_worker, batch_size=batch_size, backend=backend, device=device,
+        mode=passage_mode,
+    )  # fmt: skip
+    console = Console()
+    console.print(
+        f"[bold]{name}[/] (Ray, {workers} workers): {report.added} passages added, {report.skipped} already indexed, "
+        f"{report.passages} in {report.batches} batches, {report.passages_per_second:.1f} passages/s"
+        + (f"; {report.retried_batches} batches retried" if report.retried_batches else "")
+    )
+    for worker, w in sorted(report.workers.items()):
+        console.print(f"  worker {worker}: {w['passages']:.0f} passages, {w['passages_per_s']:.1f} passages/s busy")
+    if report.missing:
+        raise ConfigError(
+            f"{len(report.missing)} passages are not in {name} after the run (e.g. {report.missing[0]}); "
+            "run the same command again: it adds only what is missing."
+        )
 
 
 def query(

@@ -44,6 +44,7 @@ from cera_rag.store.collection import (
     open_for_encoder,
 )
 from cera_rag.store.corpora import passages_from_directory, passages_from_split
+from cera_rag.store.distributed import RayIndexReport, index_with_ray
 from cera_rag.store.errors import CollectionMismatchError, StoreError
 from cera_rag.store.indexing import (
     IndexReport,
@@ -70,6 +71,7 @@ __all__ = [
     "Encoder",
     "Hit",
     "IndexReport",
+    "RayIndexReport",
     "Record",
     "StoreError",
     "as_record",
@@ -85,6 +87,7 @@ __all__ = [
     "get_client",
     "index_passages",
     "index_texts",
+    "index_with_ray",
     "load_encoder",
     "open_collection",
     "open_for_encoder",

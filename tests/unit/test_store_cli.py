@@ -127,3 +127,14 @@ def test_highlight_styles_span_offsets() -> None:
     styled = {(s.start, s.end): str(s.style) for s in out.spans}
     assert styled == {(0, 4): "bold black on yellow", (26, 33): "bold yellow"}
     assert highlight(text, []).spans == []
+
+
+def test_index_on_ray_needs_a_chroma_server(notes_dir: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from cera_rag.errors import ConfigError
+
+    result = CliRunner().invoke(
+        app, ["index", str(notes_dir), "--model", str(tiny_bert_dir), "--store", str(tmp_path / "s"), "--ray", "local"]
+    )
+    assert isinstance(result.exception, ConfigError)
+    assert "needs a Chroma server" in str(result.exception) and "chroma run" in str(result.exception)
+    assert not (tmp_path / "s").exists(), "nothing written"
