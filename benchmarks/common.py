@@ -51,7 +51,15 @@ def write_result(name: str, payload: dict[str, Any], out_dir: Path = RESULTS) ->
     """Write ``bench_<name>.json`` atomically, with the command line and machine info."""
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"bench_{name}.json"
-    payload = {"benchmark": name, "command": " ".join(sys.argv), "machine": machine(), **payload}
+    from datetime import datetime, timezone
+
+    payload = {
+        "benchmark": name,
+        "command": "python benchmarks/" + " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **payload,
+    }
     return write_json(path, payload)
 
 

@@ -27,11 +27,17 @@ def test_benchmarks_run_on_a_tiny_input(tmp_path: Path) -> None:
     }
     assert all(v["median"] > 0 for v in enc["passages_per_second"].values())
     query = json.loads((out / "bench_query_torch.json").read_text())
-    assert query["collection_size"] == 300 and query["retrieve_ms"]["p50"] > 0
-    assert json.loads((out / "bench_query_onnx.json").read_text())["indexed_with"] == "torch"
+    assert query["unique_passages"] == query["collection_size"] == 300 and query["retrieve_ms"]["p50"] > 0
+    assert 0.0 <= query["hnsw_recall@10"] <= 1.0
+    assert json.loads((out / "bench_query_onnx.json").read_text())["indexed_with"] == "onnx-int8"
     train = json.loads((out / "bench_train_quick.json").read_text())
     assert train["steps_timed"] == 1 and train["peak_rss_mb"] > 0
-    assert "retrieve top-5" in (out / "bench_summary.md").read_text()
+    summary = (out / "bench_summary.md").read_text()
+    assert "retrieve top-5 with stored spans" in summary and "HNSW recall@10" in summary
+    assert "`bench_encode.json` | `python benchmarks/bench_encode.py" in summary, "every figure names its command"
+    ray = json.loads((out / "bench_ray_index.json").read_text())
+    assert ray["passages"] == 64 and set(ray["runs"]) == {"single_process", "ray_1_worker", "ray_2_workers"}
+    assert "Ray indexing" in summary
     reader = json.loads((out / "bench_reader.json").read_text())
     assert reader["questions"] == 3 and set(reader["backends"]) == {"torch", "onnx"}
     assert all(r["rerank_top20_ms"]["p50"] > 0 and r["spans_top5_ms"]["p50"] > 0 for r in reader["backends"].values())
