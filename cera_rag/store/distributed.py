@@ -227,7 +227,10 @@ def index_with_ray(
             )
             total = None
         else:
-            rows = {r["id"]: r for r in (_record_row(item) for item in source)}  # repeated ids: the last wins
+            rows: dict[str, dict[str, str]] = {}
+            for item in source:
+                row = _record_row(item)
+                rows.setdefault(row["id"], row)  # a repeated id keeps its first passage, as index_passages does
             ds = ray.data.from_items(list(rows.values()), override_num_blocks=max(1, len(rows) // batch_size))
             total = len(rows)
         ds = ds.map_batches(
