@@ -40,6 +40,9 @@ class TrainConfig(BaseModel):
 
     negatives: NegativeStrategy = "hybrid"
     n_negatives: int = Field(2, ge=0, le=20)
+    corpus_negatives: int = Field(
+        0, ge=0, le=20, description="BM25 negatives from other articles, added to the in-article ones."
+    )
     loss: Literal["triplet", "infonce"] = "infonce"
     margin: float = Field(0.2, ge=0.0)
     temperature: float = Field(0.05, gt=0.0)

@@ -354,8 +354,8 @@ class CERAEncoder(nn.Module):
             return None
         return attn
 
-    def _cls_attention(self, hidden_in: torch.Tensor, mask: torch.Tensor, attn: Any) -> torch.Tensor:
-        """CLS-to-token attention of ``attn`` given its input states, averaged over the chosen heads."""
+    def cls_attention_heads(self, hidden_in: torch.Tensor, mask: torch.Tensor, attn: Any) -> torch.Tensor:
+        """CLS-to-token attention ``(B, H, T)`` of every head of ``attn`` (a BERT self-attention) given its input."""
         heads = int(self.model.config.num_attention_heads)
         b, t, h = hidden_in.shape
         dh = h // heads
@@ -363,7 +363,11 @@ class CERAEncoder(nn.Module):
         k = attn.key(hidden_in).view(b, t, heads, dh).transpose(1, 2)  # (B, H, T, dh)
         scores = (q @ k.transpose(-1, -2)).squeeze(2) / math.sqrt(dh)  # (B, H, T)
         scores = scores.masked_fill(~mask.bool().unsqueeze(1), torch.finfo(scores.dtype).min)
-        probs = scores.softmax(-1)
+        return scores.softmax(-1)
+
+    def _cls_attention(self, hidden_in: torch.Tensor, mask: torch.Tensor, attn: Any) -> torch.Tensor:
+        """CLS-to-token attention of ``attn`` given its input states, averaged over the chosen heads."""
+        probs = self.cls_attention_heads(hidden_in, mask, attn)
         if self.config.rationale_heads:
             probs = probs[:, self.config.rationale_heads]
         return probs.mean(1)

@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -27,6 +28,7 @@ import torch
 from cera_rag.atomic import write_json
 from cera_rag.config import TrainConfig, save_config
 from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, PromptSelection, load_processed
+from cera_rag.data.negatives import cross_article_negatives
 from cera_rag.data.queries import PAPER_TEMPLATE, TRAIN_TEMPLATES, sample_query
 from cera_rag.data.rationale import wordpiece_targets
 from cera_rag.errors import ConfigError
@@ -43,7 +45,8 @@ class Batch:
     queries: list[str]
     examples: list[PromptExample]
     positives: list[int]
-    negatives: list[list[int]]
+    #: per example, its negatives as ``(article_id, passage index)``: in-article, then cross-article
+    negatives: list[list[tuple[str, int]]]
 
 
 @dataclass
@@ -61,12 +64,29 @@ def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def epoch_batches(split: ProcessedSplit, config: TrainConfig, epoch: int) -> list[Batch]:
-    """The batches of one epoch; a pure function of (split, config, epoch), so a resumed run sees the same."""
+def mine_corpus_negatives(split: ProcessedSplit, config: TrainConfig) -> dict[str, list[tuple[str, int]]]:
+    """``config.corpus_negatives`` cross-article BM25 negatives per training prompt (deterministic)."""
+    prompts = [ex.prompt for ex in split.examples if ex.positives]
+    return cross_article_negatives(split.passages, prompts, config.corpus_negatives)
+
+
+def epoch_batches(
+    split: ProcessedSplit,
+    config: TrainConfig,
+    epoch: int,
+    corpus_negatives: Mapping[str, Sequence[tuple[str, int]]] | None = None,
+) -> list[Batch]:
+    """The batches of one epoch; a pure function of (split, config, epoch), so a resumed run sees the same.
+
+    ``corpus_negatives`` (``mine_corpus_negatives``) is mined here when the config asks for them and
+    none are given; the trainer mines them once per run.
+    """
     rng = random.Random(config.seed * 1000 + epoch)
     exs = [ex for ex in split.examples if ex.positives]
     if config.max_train_prompts:
         exs = random.Random(config.seed).sample(exs, min(config.max_train_prompts, len(exs)))
+    if config.corpus_negatives and corpus_negatives is None:
+        corpus_negatives = mine_corpus_negatives(split, config)
     rng.shuffle(exs)
     templates = (PAPER_TEMPLATE,) if config.query_templates == "paper" else TRAIN_TEMPLATES
     batches = []
@@ -75,7 +95,9 @@ def epoch_batches(split: ProcessedSplit, config: TrainConfig, epoch: int) -> lis
         negs = []
         for ex in chunk:
             pool = ex.negatives.get(config.negatives, []) if config.negatives != "none" else []
-            negs.append(list(pool[: config.n_negatives]))
+            own = [(ex.prompt.article_id, i) for i in pool[: config.n_negatives]]
+            other = list((corpus_negatives or {}).get(ex.prompt.prompt_id, []))[: config.corpus_negatives]
+            negs.append(own + other)
         batches.append(
             Batch(
                 queries=[sample_query(ex.prompt, rng, templates) for ex in chunk],
@@ -162,10 +184,10 @@ class Trainer:
             split.passage(ex.prompt.article_id, i).text for ex, i in zip(batch.examples, batch.positives, strict=False)
         ]
         neg_mask = torch.zeros(b, k, dtype=torch.bool)
-        for row, (ex, negs) in enumerate(zip(batch.examples, batch.negatives, strict=True)):
+        for row, negs in enumerate(batch.negatives):
             for j in range(k):
                 if j < len(negs):
-                    texts.append(split.passage(ex.prompt.article_id, negs[j]).text)
+                    texts.append(split.passage(*negs[j]).text)
                     neg_mask[row, j] = True
                 else:
                     texts.append("")  # padding slot, masked out of the loss
@@ -247,7 +269,8 @@ class Trainer:
         if resume:
             encoder.config.base_model = cfg.base_model
         encoder.name = str(self.output_dir)
-        steps_per_epoch = len(epoch_batches(train, cfg, 0))
+        corpus_negs = mine_corpus_negatives(train, cfg) if cfg.corpus_negatives else None
+        steps_per_epoch = len(epoch_batches(train, cfg, 0, corpus_negs))
         total = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
         opt = torch.optim.AdamW(adamw_groups(encoder, cfg.weight_decay), lr=cfg.lr)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
@@ -275,6 +298,7 @@ class Trainer:
             steps_per_epoch=steps_per_epoch,
             total=total,
             log_path=log_path,
+            corpus_negatives=corpus_negs,
         )
 
     def _train_epoch(self, run: _Run, log_file: IO[str], show_progress: bool) -> bool:
@@ -283,7 +307,7 @@ class Trainer:
 
         cfg, state = self.config, run.state
         epoch = state["epoch"]
-        batches = epoch_batches(run.train, cfg, epoch)
+        batches = epoch_batches(run.train, cfg, epoch, run.corpus_negatives)
         done_in_epoch = state["step"] - epoch * run.steps_per_epoch
         bar = tqdm(
             total=min(len(batches), run.total - epoch * run.steps_per_epoch),
@@ -358,6 +382,7 @@ class _Run:
     steps_per_epoch: int
     total: int
     log_path: Path
+    corpus_negatives: dict[str, list[tuple[str, int]]] | None = None
 
 
 def train(config: TrainConfig, resume: bool = False, data_dir: str | os.PathLike[str] | None = None) -> TrainResult:
@@ -365,4 +390,4 @@ def train(config: TrainConfig, resume: bool = False, data_dir: str | os.PathLike
     return Trainer(config, data_dir).train(resume=resume)
 
 
-__all__ = ["Batch", "TrainResult", "Trainer", "epoch_batches", "train"]
+__all__ = ["Batch", "TrainResult", "Trainer", "epoch_batches", "mine_corpus_negatives", "train"]

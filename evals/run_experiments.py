@@ -116,7 +116,9 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         for style in STYLES:
             for m in DEFAULT_METRICS:
                 vals = [e["eval"][style]["metrics"][m] for e in entries]
-                agg[f"{style}/{m}"] = {"mean": float(np.mean(vals)), "std": float(np.std(vals)), "n": len(vals)}
+                # sample standard deviation over seeds (ddof=1), as evaluation/stats.py reports it
+                std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+                agg[f"{style}/{m}"] = {"mean": float(np.mean(vals)), "std": std, "n": len(vals)}
         summary[stem] = {"row": spec.get("row"), "name": spec.get("name"), "metrics": agg}
 
         def cell(style: str, m: str, agg: dict[str, Any] = agg) -> str:

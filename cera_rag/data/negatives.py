@@ -13,6 +13,10 @@ Strategies (``NEGATIVE_STRATEGIES``):
 
 The evidence guard drops every candidate that shares a character with any evidence span of the
 prompt (any annotator); ``mine`` returns how many candidates it removed per strategy.
+
+``cross_article_negatives`` adds what the in-article strategies cannot give: the BM25 top passages
+of *other* articles for the prompt's terms. A RAG user searches one collection over every article,
+where the competitors of the evidence are other trials of the same drugs and outcomes.
 """
 
 from __future__ import annotations
@@ -57,12 +61,33 @@ class ArticleBM25:
         self._bm25 = bm25s.BM25()
         self._bm25.index(bm25s.tokenize(list(texts), stopwords="en", show_progress=False), show_progress=False)
 
-    def rank(self, query: str) -> tuple[np.ndarray, np.ndarray]:
-        """All passage indices, best first, and their scores."""
+    def rank(self, query: str, top: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Passage indices, best first, and their scores (all of them, or the ``top`` best)."""
         bm25s = _bm25s()
         tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
-        docs, scores = self._bm25.retrieve(tokens, k=self.n, show_progress=False)
+        docs, scores = self._bm25.retrieve(tokens, k=min(top or self.n, self.n), show_progress=False)
         return docs[0], scores[0]
+
+
+def cross_article_negatives(
+    passages: Mapping[str, Sequence[Passage]], prompts: Sequence[Prompt], k: int, depth: int = 100
+) -> dict[str, list[tuple[str, int]]]:
+    """Per prompt id, the ``k`` best BM25 passages (prompt terms) from articles other than its own.
+
+    One BM25 index over every passage of ``passages``; the ``depth`` best are read per prompt, so a
+    prompt whose article holds all of them gets fewer than ``k``. No evidence guard is needed: a
+    prompt's evidence lies in its own article. Returns ``(article_id, passage index)`` pairs.
+    """
+    if k <= 0:
+        return {p.prompt_id: [] for p in prompts}
+    where = [(a, i) for a in sorted(passages) for i in range(len(passages[a]))]
+    index = ArticleBM25([passages[a][i].text for a, i in where])
+    out: dict[str, list[tuple[str, int]]] = {}
+    for prompt in prompts:
+        order, _ = index.rank(prompt_terms(prompt), top=depth)
+        others = [where[j] for j in order.tolist() if where[j][0] != prompt.article_id]
+        out[prompt.prompt_id] = others[:k]
+    return out
 
 
 class NegativeMiner:

@@ -75,6 +75,38 @@ def passage_words(encoder: Any, texts: Sequence[str], batch_size: int = 32) -> l
     return out
 
 
+def per_head_attention(
+    encoder: Any, texts: Sequence[str], batch_size: int = 32
+) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
+    """Per passage, its words and the CLS attention of *every* layer and head summed per word.
+
+    What ``passage_words`` gives for the encoder's configured rationale layer and heads, for all of
+    them at once (one forward pass per batch): used to ask whether any single head points at the
+    evidence. Returns ``(words, scores)`` with ``scores`` of shape ``(n_layers, n_heads, n_words)``.
+    """
+    import torch
+
+    model = encoder.model
+    layers = model.encoder.layer
+    max_len = encoder.config.max_passage_length
+    out: list[tuple[list[tuple[int, int]], np.ndarray]] = []
+    with torch.inference_mode():
+        for s in range(0, len(texts), batch_size):
+            chunk = list(texts[s : s + batch_size])
+            batch = encoder.tokenize(chunk, max_len, offsets=True)
+            mask = batch["attention_mask"]
+            hidden = model(input_ids=batch["input_ids"], attention_mask=mask, output_hidden_states=True).hidden_states
+            # hidden_states[i] is the input of layer i, as in CERAEncoder.forward
+            rows = [encoder.cls_attention_heads(hidden[i], mask, lay.attention.self) for i, lay in enumerate(layers)]
+            att = torch.stack(rows, 1).float().cpu().numpy()  # (B, L, H, T)
+            offs = batch["offset_mapping"].cpu().numpy()
+            for row, text in enumerate(chunk):
+                words, pieces = _word_groups(text, offs[row])
+                w = np.stack([att[row][:, :, p].sum(-1) for p in pieces], -1) if pieces else att[row][:, :, :0]
+                out.append((words, w.astype(np.float64)))
+    return out
+
+
 def gradient_x_input(
     encoder: Any, query_vectors: np.ndarray, texts: Sequence[str], batch_size: int = 16
 ) -> list[np.ndarray]:

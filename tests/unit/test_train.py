@@ -101,7 +101,27 @@ def test_epoch_batches_are_deterministic(tmp_path, tiny_bert_dir, synthetic_data
     assert [x.queries for x in a] != [x.queries for x in epoch_batches(split, cfg, 2)] or len(a) == 1
     for batch in a:
         for ex, negs in zip(batch.examples, batch.negatives, strict=True):
-            assert not set(negs) & set(ex.positives)
+            assert not set(negs) & {(ex.prompt.article_id, i) for i in ex.positives}
+
+
+def test_corpus_negatives_come_from_other_articles(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
+    """Cross-article negatives: from another article, after the in-article ones, deterministic."""
+    from cera_rag.data.dataset import load_processed
+
+    cfg = _config(tmp_path, tiny_bert_dir).model_copy(update={"corpus_negatives": 2})
+    split = load_processed("train", cfg.data, synthetic_data_dir)
+    assert len(split.passages) > 1
+    batches = epoch_batches(split, cfg, 0)
+    assert [b.negatives for b in batches] == [b.negatives for b in epoch_batches(split, cfg, 0)]
+    n_other = 0
+    for batch in batches:
+        for ex, negs in zip(batch.examples, batch.negatives, strict=True):
+            own = [n for n in negs if n[0] == ex.prompt.article_id]
+            other = [n for n in negs if n[0] != ex.prompt.article_id]
+            assert negs == own + other and len(own) <= cfg.n_negatives and len(other) <= 2
+            assert all(0 <= i < len(split.passages[a]) for a, i in other)
+            n_other += len(other)
+    assert n_other > 0
 
 
 def test_presets_and_config_files() -> None:

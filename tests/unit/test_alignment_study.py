@@ -1,0 +1,111 @@
+"""The alignment study runner (evals/run_alignment_study.py): trains, evaluates, resumes, concludes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cera_rag.evaluation import explanations as ex_metrics
+from cera_rag.evaluation.attribution import passage_words, per_head_attention
+from cera_rag.model import CERAEncoder
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("run_alignment_study", ROOT / "evals" / "run_alignment_study.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TEXTS = ["Mortality was 12% with aspirin versus 20% with placebo (p = 0.03).", "Pain scores fell."]
+
+
+def test_per_head_attention_averages_to_the_encoders_attention(tiny_bert_dir) -> None:
+    enc = CERAEncoder.from_pretrained(str(tiny_bert_dir), max_passage_length=64)
+    heads = per_head_attention(enc, TEXTS)
+    for (words, scores), pw in zip(heads, passage_words(enc, TEXTS), strict=True):
+        assert words == pw.words
+        mean = scores[-1].mean(0)  # the default rationale layer (last), all heads
+        np.testing.assert_allclose(mean / mean.sum(), pw.attention, atol=1e-5)
+
+
+def test_projection_matches_project(study) -> None:
+    rng = np.random.default_rng(0)
+    text = "a b-c d, e f"
+    words = ex_metrics.text_words(text)
+    src = [(0, 1), (2, 3), (3, 4), (4, 5), (6, 8), (9, 10)]
+    scores = rng.random((2, 3, len(src)))
+    m = study._projection(src, words)
+    got = np.where(m.any(1), scores @ m.T, -1.0)
+    for i in range(2):
+        for j in range(3):
+            np.testing.assert_allclose(got[i, j], ex_metrics.project(src, scores[i, j], words))
+
+
+def _entry(config: str, mrr: float, lift: float, seed: int = 42) -> dict:
+    pairs = {"evidence_lt50": {"lift": lift, "auprc_minus_share": 0.0, "n": 10}, "all": {"lift": lift}}
+    return {
+        "config": config,
+        "seed": seed,
+        "train_seconds": 60.0,
+        "eval": {
+            "retrieval": {
+                pool: {"metrics": {"mrr@10": mrr, "ndcg@10": mrr}, "per_query_mrr@10": {"q1": mrr, "q2": mrr}}
+                for pool in ("article", "corpus")
+            },
+            "explanations": {"attention": {"pairs": pairs, "top1": {"evidence_hit@1": 0.1}}},
+        },
+    }
+
+
+def test_verdict_takes_the_most_plausible_row_within_one_point(study) -> None:
+    entries = {
+        "01_sent_l0-s42": _entry("01_sent_l0", 0.700, 1.00),
+        "01_sent_l0-s43": _entry("01_sent_l0", 0.710, 1.02, seed=43),
+        "04_l1-s42": _entry("04_l1", 0.698, 1.20),  # within a point of 0.705: chosen
+        "11_l5-s42": _entry("11_l5", 0.650, 1.60),  # more plausible but costs 5.5 points
+    }
+    summary, table = study.summarise({"entries": entries}, {})
+    assert summary["verdict"]["chosen"] == "04_l1"
+    assert summary["verdict"]["target_reached"] is False
+    assert "NOT reached" in table
+    # seed spread is the sample standard deviation (ddof=1)
+    assert summary["rows"]["01_sent_l0"]["article_mrr@10"]["std"] == pytest.approx(np.std([0.70, 0.71], ddof=1))
+    assert set(summary["paired_tests_vs_lambda0"]) == {"04_l1 - 01_sent_l0", "11_l5 - 01_sent_l0"}
+
+
+def test_study_trains_evaluates_and_resumes(study, tmp_path, tiny_bert_dir, synthetic_data_dir, monkeypatch) -> None:
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    base = {"base_model": str(tiny_bert_dir), "batch_size": 4, "max_passage_length": 48}
+    for stem, extra in (("01_sent_l0", {"alignment_weight": 0.0}), ("04_sent_l1", {"alignment_weight": 1.0})):
+        (configs / f"{stem}.yaml").write_text(json.dumps({"name": stem, "train": {**base, **extra}}))
+    out = tmp_path / "study.json"
+    argv = ["x", "--configs", str(configs), "--checkpoints", str(tmp_path / "ck"), "--out", str(out)]
+    argv += ["--data-dir", str(synthetic_data_dir), "--heads", "01_sent_l0-s42"]
+    monkeypatch.setattr(sys, "argv", argv)
+    study.main()
+    first = json.loads(out.read_text())
+    assert set(first["entries"]) == {"01_sent_l0-s42", "04_sent_l1-s42"}
+    assert first["budget"] == study.STUDY_BUDGET
+    for entry in first["entries"].values():
+        assert set(entry["eval"]["retrieval"]) == {"article", "corpus"}
+        assert 0.0 <= entry["eval"]["retrieval"]["corpus"]["metrics"]["mrr@10"] <= 1.0
+    assert "random" in first["entries"]["01_sent_l0-s42"]["eval"]["explanations"]
+    assert first["summary"]["verdict"]["chosen"] in {"01_sent_l0", "04_sent_l1"}
+    assert "01_sent_l0-s42" in first["head_selection"]
+    assert out.with_suffix(".md").is_file() and out.with_suffix(".png").stat().st_size > 0
+    stamp = (tmp_path / "ck" / "01_sent_l0-s42" / "config.json").stat().st_mtime_ns
+    study.main()  # resumes: nothing retrained, the entries kept
+    again = json.loads(out.read_text())
+    assert again["entries"] == first["entries"]
+    assert (tmp_path / "ck" / "01_sent_l0-s42" / "config.json").stat().st_mtime_ns == stamp
