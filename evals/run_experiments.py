@@ -28,11 +28,20 @@ sys.path.insert(0, str(ROOT))
 
 from cera_rag.atomic import write_json  # noqa: E402
 from cera_rag.data.dataset import DataConfig, load_processed  # noqa: E402
-from cera_rag.evaluation.retrieval import DEFAULT_METRICS, build_qrels, dense_run, evaluate_run  # noqa: E402
+from cera_rag.evaluation.retrieval import (  # noqa: E402
+    DEFAULT_METRICS,
+    build_qrels,
+    dense_run_from_vectors,
+    eval_examples,
+    evaluate_run,
+    query_text,
+)
 from cera_rag.experiments.runner import resolve_backend  # noqa: E402
 from cera_rag.model import CERAEncoder  # noqa: E402
 
 STYLES = ("paper", "heldout")
+# corpus-pool results live under "corpus/<style>" (entries written before the corpus pool was added lack them)
+CORPUS = "corpus/paper"
 TABLE_METRICS = ("mrr@10", "hit_rate@1", "recall@1", "recall@5", "ndcg@10")
 
 
@@ -65,21 +74,28 @@ def train_entry(spec: dict[str, Any], seed: int, out_dir: Path, data_dir: str | 
 
 
 def evaluate_entry(model: str, pooling: str | None, val: Any) -> dict[str, Any]:
+    """Within-article and whole-corpus metrics for both query styles, from one encoding of the corpus."""
     # ONNX Runtime where installed: the same vectors as PyTorch (to ~1e-6), about 1.4x faster on CPU.
     backend = resolve_backend("auto")
     enc = CERAEncoder.from_pretrained(model, pooling=pooling, max_passage_length=128, backend=backend)
-    articles = sorted({ex.prompt.article_id for ex in val.examples if ex.positives})
-    passages = [p for a in articles for p in val.passages[a]]
-    vectors = enc.encode_passages([p.text for p in passages])
+    exs = eval_examples(val)
+    articles = sorted(val.passages)
+    vectors = np.asarray(enc.encode_passages([p.text for a in articles for p in val.passages[a]]))
+    bounds = np.cumsum([0] + [len(val.passages[a]) for a in articles])
+    article_vectors = {a: vectors[bounds[i] : bounds[i + 1]] for i, a in enumerate(articles)}
     qrels = build_qrels(val)
     out: dict[str, Any] = {}
     for style in STYLES:
-        run = dense_run(enc, val, pool="article", query_style=style, passage_vectors=vectors)
-        res = evaluate_run(qrels, run, DEFAULT_METRICS, per_query=True)
-        out[style] = {
-            "metrics": {m: res[m] for m in DEFAULT_METRICS},
-            "per_query_mrr@10": res["per_query"]["mrr@10"],
-        }
+        qv = np.asarray(enc.encode_queries([query_text(ex, style) for ex in exs]))
+        # article pool under the style's name (the table's columns); the corpus pool (one collection over
+        # every validation article, what a RAG user searches) under "corpus/<style>"
+        for key, pool in ((style, "article"), (f"corpus/{style}", "corpus")):
+            run = dense_run_from_vectors(val, exs, qv, article_vectors, pool=pool)
+            res = evaluate_run(qrels, run, DEFAULT_METRICS, per_query=True)
+            out[key] = {
+                "metrics": {m: res[m] for m in DEFAULT_METRICS},
+                "per_query_mrr@10": res["per_query"]["mrr@10"],
+            }
     return out
 
 
@@ -107,13 +123,15 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
     lines = [
         "| row | system | seeds | "
         + " | ".join(f"{m} (paper q)" if m == "mrr@10" else m for m in TABLE_METRICS)
-        + " | MRR@10 held-out phrasings | train min |",
-        "|---|---|---|" + "---|" * len(TABLE_METRICS) + "---|---|",
+        + " | MRR@10 held-out phrasings | MRR@10 corpus pool | nDCG@10 corpus pool | train min |",
+        "|---|---|---|" + "---|" * len(TABLE_METRICS) + "---|---|---|---|",
     ]
     for stem in sorted(rows):
         spec, entries = specs.get(stem, {}), rows[stem]["entries"]
         agg: dict[str, Any] = {}
-        for style in STYLES:
+        for style in (*STYLES, CORPUS):
+            if not all(style in e["eval"] for e in entries):
+                continue
             for m in DEFAULT_METRICS:
                 vals = [e["eval"][style]["metrics"][m] for e in entries]
                 # sample standard deviation over seeds (ddof=1), as evaluation/stats.py reports it
@@ -122,6 +140,8 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         summary[stem] = {"row": spec.get("row"), "name": spec.get("name"), "metrics": agg}
 
         def cell(style: str, m: str, agg: dict[str, Any] = agg) -> str:
+            if f"{style}/{m}" not in agg:
+                return "—"
             v = agg[f"{style}/{m}"]
             return f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["n"] > 1 else "")
 
@@ -129,7 +149,7 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         lines.append(
             f"| {spec.get('row', '')} | {spec.get('name', stem)} | {len(entries)} | "
             + " | ".join(cell("paper", m) for m in TABLE_METRICS)
-            + f" | {cell('heldout', 'mrr@10')} | {minutes:.1f} |"
+            + f" | {cell('heldout', 'mrr@10')} | {cell(CORPUS, 'mrr@10')} | {cell(CORPUS, 'ndcg@10')} | {minutes:.1f} |"
         )
     tests: dict[str, Any] = {}
     by_row = {specs[s].get("row"): s for s in rows if s in specs}
@@ -146,9 +166,15 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7c", "2"),
         ("7c", "7d"),
         ("7c", "6"),
+        ("2b", "2"),
+        ("7c", "2b"),
+        ("7e", "2b"),
+        ("7e", "7c"),
     ):
         if a in by_row and b in by_row:
-            for style in STYLES:
+            for style in (*STYLES, CORPUS):
+                if not all(style in e["eval"] for e in rows[by_row[a]]["entries"] + rows[by_row[b]]["entries"]):
+                    continue
                 mean_a = _mean_per_query([e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[a]]["entries"]])
                 mean_b = _mean_per_query([e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[b]]["entries"]])
                 tests[f"row{a}-row{b}/{style}/mrr@10"] = paired_test(mean_a, mean_b)
@@ -156,7 +182,7 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         lines += ["", "Paired tests on per-query MRR@10 (seed-averaged), 10,000 bootstrap / randomisation draws:", ""]
         lines += ["| comparison | query | mean diff | 95% CI | p |", "|---|---|---|---|---|"]
         for name, t in tests.items():
-            cmp_, style, _ = name.split("/")
+            cmp_, style = name.split("/")[0], "/".join(name.split("/")[1:-1])
             lines.append(
                 f"| {cmp_} | {style} | {t['mean_diff']:+.3f} | [{t['ci95'][0]:+.3f}, {t['ci95'][1]:+.3f}] "
                 f"| {t['p_randomisation']:.4f} |"

@@ -51,6 +51,34 @@ def test_projection_matches_project(study) -> None:
             np.testing.assert_allclose(got[i, j], ex_metrics.project(src, scores[i, j], words))
 
 
+def _synthetic_heads(rng: np.random.Generator, n_pairs: int, informative: tuple[int, int]) -> list:
+    """Pairs of (projected (2 layers, 3 heads, words), evidence mask): one head favours the evidence."""
+    items = []
+    for _ in range(n_pairs):
+        n = int(rng.integers(20, 40))
+        true = np.zeros(n, bool)
+        true[rng.choice(n, size=n // 5, replace=False)] = True
+        scores = rng.random((2, 3, n))
+        scores[informative] += 1.5 * true
+        items.append((scores / scores.sum(-1, keepdims=True), true))
+    return items
+
+
+def test_learned_mixing_finds_the_head_that_marks_the_evidence(study) -> None:
+    rng = np.random.default_rng(0)
+    train, val = _synthetic_heads(rng, 60, (1, 2)), _synthetic_heads(rng, 40, (1, 2))
+    weights = study.fit_head_mixing(train)
+    assert weights.shape == (2, 3) and weights.sum() == pytest.approx(1.0)
+    assert np.unravel_index(weights.argmax(), weights.shape) == (1, 2) and weights[1, 2] > 0.5
+    lifts = study.head_lifts(val)
+    # a one-hot mixing is that head; the fitted one is as good as the informative head and beats the average
+    one_hot = np.zeros((2, 3))
+    one_hot[0, 1] = 1.0
+    assert study.mixture_lift(val, one_hot) == pytest.approx(lifts[0, 1])
+    assert study.mixture_lift(val, weights) >= lifts[1, 2] - 0.05
+    assert study.mixture_lift(val, weights) > study.mixture_lift(val, np.full((2, 3), 1 / 6)) + 0.3
+
+
 def _entry(config: str, mrr: float, lift: float, seed: int = 42) -> dict:
     pairs = {"evidence_lt50": {"lift": lift, "auprc_minus_share": 0.0, "n": 10}, "all": {"lift": lift}}
     return {
@@ -102,7 +130,10 @@ def test_study_trains_evaluates_and_resumes(study, tmp_path, tiny_bert_dir, synt
         assert 0.0 <= entry["eval"]["retrieval"]["corpus"]["metrics"]["mrr@10"] <= 1.0
     assert "random" in first["entries"]["01_sent_l0-s42"]["eval"]["explanations"]
     assert first["summary"]["verdict"]["chosen"] in {"01_sent_l0", "04_sent_l1"}
-    assert "01_sent_l0-s42" in first["head_selection"]
+    heads = first["head_selection"]["01_sent_l0-s42"]
+    assert np.asarray(heads["learned_mixing"]["weights"]).sum() == pytest.approx(1.0)
+    assert heads["learned_mixing"]["validation_lift"] >= 0.0
+    assert "learned mixing: lift on validation" in out.with_suffix(".md").read_text()
     assert out.with_suffix(".md").is_file() and out.with_suffix(".png").stat().st_size > 0
     stamp = (tmp_path / "ck" / "01_sent_l0-s42" / "config.json").stat().st_mtime_ns
     study.main()  # resumes: nothing retrained, the entries kept
