@@ -130,20 +130,23 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         spec, entries = specs.get(stem, {}), rows[stem]["entries"]
         agg: dict[str, Any] = {}
         for style in (*STYLES, CORPUS):
-            if not all(style in e["eval"] for e in entries):
+            # the corpus pool over the seeds that have it (a row's older seeds may predate it)
+            measured = [e for e in entries if style in e["eval"]]
+            if not measured:
                 continue
             for m in DEFAULT_METRICS:
-                vals = [e["eval"][style]["metrics"][m] for e in entries]
+                vals = [e["eval"][style]["metrics"][m] for e in measured]
                 # sample standard deviation over seeds (ddof=1), as evaluation/stats.py reports it
                 std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
                 agg[f"{style}/{m}"] = {"mean": float(np.mean(vals)), "std": std, "n": len(vals)}
         summary[stem] = {"row": spec.get("row"), "name": spec.get("name"), "metrics": agg}
 
-        def cell(style: str, m: str, agg: dict[str, Any] = agg) -> str:
+        def cell(style: str, m: str, agg: dict[str, Any] = agg, total: int = len(entries)) -> str:
             if f"{style}/{m}" not in agg:
                 return "—"
             v = agg[f"{style}/{m}"]
-            return f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["n"] > 1 else "")
+            seeds = f" ({v['n']} of {total} seeds)" if v["n"] < total else ""
+            return f"{v['mean']:.3f}" + (f" ± {v['std']:.3f}" if v["n"] > 1 else "") + seeds
 
         minutes = np.mean([e.get("train_seconds", 0.0) for e in entries]) / 60
         lines.append(
@@ -173,13 +176,23 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):
-                if not all(style in e["eval"] for e in rows[by_row[a]]["entries"] + rows[by_row[b]]["entries"]):
+                runs_a = [
+                    e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[a]]["entries"] if style in e["eval"]
+                ]
+                runs_b = [
+                    e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[b]]["entries"] if style in e["eval"]
+                ]
+                if not runs_a or not runs_b:
                     continue
-                mean_a = _mean_per_query([e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[a]]["entries"]])
-                mean_b = _mean_per_query([e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[b]]["entries"]])
+                mean_a, mean_b = _mean_per_query(runs_a), _mean_per_query(runs_b)
                 tests[f"row{a}-row{b}/{style}/mrr@10"] = paired_test(mean_a, mean_b)
     if tests:
-        lines += ["", "Paired tests on per-query MRR@10 (seed-averaged), 10,000 bootstrap / randomisation draws:", ""]
+        lines += [
+            "",
+            "Paired tests on per-query MRR@10 (seed-averaged over the seeds measured in that pool), "
+            "10,000 bootstrap / randomisation draws:",
+            "",
+        ]
         lines += ["| comparison | query | mean diff | 95% CI | p |", "|---|---|---|---|---|"]
         for name, t in tests.items():
             cmp_, style = name.split("/")[0], "/".join(name.split("/")[1:-1])

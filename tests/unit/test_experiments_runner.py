@@ -77,3 +77,26 @@ def test_rows_report_article_and_corpus_pools_and_resume(
     runner.main()  # resumes: nothing retrained or re-evaluated
     assert json.loads(out.read_text())["entries"] == results["entries"]
     assert (tmp_path / "ck" / "07_tiny-s42" / "config.json").stat().st_mtime_ns == stamp
+
+
+def test_corpus_cells_and_tests_use_the_seeds_that_measured_the_corpus(runner) -> None:
+    def entry(config: str, seed: int, mrr: float, corpus: bool) -> dict:
+        pools = [*runner.STYLES, *((runner.CORPUS,) if corpus else ())]
+        per_query = {"q1": mrr, "q2": mrr - 0.1}
+        ev = {s: {"metrics": dict.fromkeys(runner.DEFAULT_METRICS, mrr), "per_query_mrr@10": per_query} for s in pools}
+        return {"config": config, "seed": seed, "train_seconds": 60.0, "eval": ev}
+
+    entries = {
+        "07c-s42": entry("07c", 42, 0.70, corpus=True),
+        "07c-s43": entry("07c", 43, 0.72, corpus=False),  # predates the corpus pool
+        "07e-s42": entry("07e", 42, 0.75, corpus=True),
+    }
+    specs = {"07c": {"row": "7c", "name": "c"}, "07e": {"row": "7e", "name": "e"}}
+    summary, table = runner.summarise({"entries": entries}, specs)
+    corpus = summary["rows"]["07c"]["metrics"]["corpus/paper/mrr@10"]
+    assert corpus == {"mean": pytest.approx(0.70), "std": 0.0, "n": 1}
+    assert summary["rows"]["07c"]["metrics"]["paper/mrr@10"]["n"] == 2
+    assert "0.700 (1 of 2 seeds)" in table
+    # the corpus-pool test pairs 07e with 07c's one corpus seed: +0.05 on both queries
+    assert summary["paired_tests"]["row7e-row7c/corpus/paper/mrr@10"]["mean_diff"] == pytest.approx(0.05)
+    assert "| row7e-row7c | corpus/paper |" in table
