@@ -53,6 +53,7 @@ from cera_rag.evaluation.retrieval import (  # noqa: E402
     dense_run_from_vectors,
     evaluate_run,
     query_text,
+    vectors_by_article,
 )
 from cera_rag.evaluation.stats import paired_comparison  # noqa: E402
 from cera_rag.experiments.runner import resolve_backend  # noqa: E402
@@ -102,10 +103,7 @@ def evaluate_model(model: str, val: Validation, baselines: bool) -> dict[str, An
     enc = CERAEncoder.from_pretrained(model, max_passage_length=128, backend=resolve_backend("auto"))
     texts = [p.text for a in val.articles for p in val.split.passages[a]]
     vectors = np.asarray(enc.encode_passages(texts))
-    by_article, i = {}, 0
-    for a in val.articles:
-        n = len(val.split.passages[a])
-        by_article[a], i = vectors[i : i + n], i + n
+    by_article = vectors_by_article(val.split, val.articles, vectors)
     qv = np.asarray(enc.encode_queries([val.query(e) for e in val.exs]))
     out: dict[str, Any] = {"retrieval": {}}
     article_run: dict[str, dict[str, float]] = {}

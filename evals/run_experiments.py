@@ -35,6 +35,7 @@ from cera_rag.evaluation.retrieval import (  # noqa: E402
     eval_examples,
     evaluate_run,
     query_text,
+    vectors_by_article,
 )
 from cera_rag.experiments.runner import resolve_backend  # noqa: E402
 from cera_rag.model import CERAEncoder  # noqa: E402
@@ -81,8 +82,7 @@ def evaluate_entry(model: str, pooling: str | None, val: Any) -> dict[str, Any]:
     exs = eval_examples(val)
     articles = sorted(val.passages)
     vectors = np.asarray(enc.encode_passages([p.text for a in articles for p in val.passages[a]]))
-    bounds = np.cumsum([0] + [len(val.passages[a]) for a in articles])
-    article_vectors = {a: vectors[bounds[i] : bounds[i + 1]] for i, a in enumerate(articles)}
+    article_vectors = vectors_by_article(val, articles, vectors)
     qrels = build_qrels(val)
     out: dict[str, Any] = {}
     for style in STYLES:

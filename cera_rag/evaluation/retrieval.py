@@ -125,6 +125,17 @@ def dense_run(
     return _rank(exs, passages, passage_vectors, qv, pool, top_k)
 
 
+def vectors_by_article(split: ProcessedSplit, articles: Sequence[str], vectors: np.ndarray) -> dict[str, np.ndarray]:
+    """Cut ``vectors`` (the passages of ``articles``, in order, as encoded) into one block per article.
+
+    The ``article_vectors`` argument of ``dense_run_from_vectors``: encode a corpus once, rank both pools.
+    """
+    bounds = np.cumsum([0] + [len(split.passages[a]) for a in articles])
+    if int(bounds[-1]) != len(vectors):
+        raise ValueError(f"{len(vectors)} vectors for {int(bounds[-1])} passages of {len(articles)} articles.")
+    return {a: vectors[bounds[i] : bounds[i + 1]] for i, a in enumerate(articles)}
+
+
 def dense_run_from_vectors(
     split: ProcessedSplit,
     exs: Sequence[PromptExample],
