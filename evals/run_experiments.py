@@ -176,12 +176,10 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):
-                runs_a = [
-                    e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[a]]["entries"] if style in e["eval"]
-                ]
-                runs_b = [
-                    e["eval"][style]["per_query_mrr@10"] for e in rows[by_row[b]]["entries"] if style in e["eval"]
-                ]
+                runs_a, runs_b = (
+                    _pool_runs(rows[by_row[a]]["entries"], style),
+                    _pool_runs(rows[by_row[b]]["entries"], style),
+                )
                 if not runs_a or not runs_b:
                     continue
                 mean_a, mean_b = _mean_per_query(runs_a), _mean_per_query(runs_b)
@@ -201,6 +199,11 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
                 f"| {t['p_randomisation']:.4f} |"
             )
     return {"rows": summary, "paired_tests": tests}, "\n".join(lines) + "\n"
+
+
+def _pool_runs(entries: list[dict[str, Any]], style: str) -> list[dict[str, float]]:
+    """Per-query MRR@10 of the entries that measured ``style`` (older entries lack the corpus pool)."""
+    return [e["eval"][style]["per_query_mrr@10"] for e in entries if style in e["eval"]]
 
 
 def _mean_per_query(runs: list[dict[str, float]]) -> dict[str, float]:
