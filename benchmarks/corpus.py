@@ -52,7 +52,7 @@ def unique_passages(data_dir: str | None = None, limit: int | None = None) -> li
 
 def cache_folder(model: str, backend: str, passages: list[tuple[str, str]], top_fraction: float) -> Path:
     """Where the vectors of these passages under this model and backend live (one folder per key)."""
-    from cera_rag.evaluation.cache import weights_digest
+    from cera_rag.encoders import weights_digest
     from cera_rag.paths import cache_dir
 
     key = hashlib.sha256()

@@ -4,11 +4,13 @@
 configurations (``ENCODER_CONFIGS``) ride on the model name: ``MODEL@contriever`` is the
 Contriever-style configuration (mean pooling, unnormalised dot product), ``contriever`` alone is
 ``default_contriever_model()@contriever``, ``MODEL@cls`` / ``MODEL@mean`` set the pooling.
-``canonical_encoder_name`` is the identity a collection records.
+``canonical_encoder_name`` is the identity a collection records, ``weights_digest`` the content hash
+that lets a moved model folder still match it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -63,6 +65,27 @@ def canonical_encoder_name(name: str | os.PathLike[str]) -> str:
     except (OSError, ValueError):  # a hub id that is no valid path on this system
         pass
     return text
+
+
+def weights_digest(source: str | os.PathLike[str] | None) -> str | None:
+    """A hash of a local checkpoint's weight files' contents, for records that must name the exact model.
+
+    It tells a retrained checkpoint saved at the same path from the one a result or an index was made
+    with, and recognises the same weights after their folder moved (a new virtual environment, another
+    checkout). ``None`` for a hub id or an alias (nothing local to read).
+    """
+    if source is None:
+        return None
+    path = Path(source).expanduser()
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256()
+    for f in sorted(path.rglob("*.safetensors")):
+        h.update(str(f.relative_to(path)).encode())
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
 
 
 def default_contriever_model() -> str:

@@ -75,26 +75,6 @@ def model_fingerprint(encoder: Any, source: str | os.PathLike[str] | None = None
     return _digest("|".join(parts))
 
 
-def weights_digest(source: str | os.PathLike[str] | None) -> str | None:
-    """A hash of a local checkpoint's weight files' contents, for results that must name the exact model.
-
-    Unlike ``model_fingerprint`` (file stats, cheap), this tells a retrained checkpoint saved at the same
-    path from the one a result was computed with. ``None`` for a hub id or an alias (nothing local to read).
-    """
-    if source is None:
-        return None
-    path = Path(source).expanduser()
-    if not path.is_dir():
-        return None
-    h = hashlib.sha256()
-    for f in sorted(path.rglob("*.safetensors")):
-        h.update(str(f.relative_to(path)).encode())
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
-
-
 def data_fingerprint(split: ProcessedSplit) -> str:
     """Hash of the split name and its ``DataConfig`` (passage cutting, etc.)."""
     return _digest(f"{split.name}|{split.config.model_dump_json()}", 12)

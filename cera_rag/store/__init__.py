@@ -23,7 +23,14 @@ vectors alike, so ``score = 1 - distance`` is the dot product in both cases.
 """
 
 # One module per job; everything is re-exported here, where callers have always found it.
-from cera_rag.encoders import CONTRIEVER_MODEL, Encoder, canonical_encoder_name, default_contriever_model, load_encoder
+from cera_rag.encoders import (
+    CONTRIEVER_MODEL,
+    Encoder,
+    canonical_encoder_name,
+    default_contriever_model,
+    load_encoder,
+    weights_digest,
+)
 
 # The record-metadata key the store writes the spans under, and its parser.
 from cera_rag.spans import SPANS_KEY, parse_spans
@@ -35,6 +42,7 @@ from cera_rag.store.collection import (
     META_ENCODER,
     META_NORMALIZE,
     META_POOLING,
+    META_WEIGHTS,
     SPACES,
     SPANS_FRACTION_KEY,
     check_collection,
@@ -64,6 +72,7 @@ __all__ = [
     "META_ENCODER",
     "META_NORMALIZE",
     "META_POOLING",
+    "META_WEIGHTS",
     "SPACES",
     "SPANS_KEY",
     "SPANS_FRACTION_KEY",
@@ -77,6 +86,7 @@ __all__ = [
     "as_record",
     "attach_spans",
     "canonical_encoder_name",
+    "weights_digest",
     "check_collection",
     "check_encoder",
     "client_of",

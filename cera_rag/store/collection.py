@@ -1,4 +1,9 @@
-"""Collections: create in the ``ip`` space, record the encoder, adopt an empty one, refuse a mismatch."""
+"""Collections: create in the ``ip`` space, record the encoder, adopt an empty one, refuse a mismatch.
+
+The encoder is recorded by name (a local folder as its absolute path) and, for a local folder, by the
+digest of its weights, so the same weights found at another path (a new virtual environment, another
+checkout) still match the collection, and a retrained checkpoint is refused wherever it lives.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from cera_rag.encoders import Encoder, canonical_encoder_name
+from cera_rag.encoders import Encoder, canonical_encoder_name, weights_digest
 from cera_rag.store.client import _chromadb, get_client
 from cera_rag.store.errors import CollectionMismatchError, StoreError
 
@@ -24,6 +29,8 @@ META_ENCODER = "cera_encoder"
 META_DIM = "cera_dim"
 META_POOLING = "cera_pooling"
 META_NORMALIZE = "cera_normalize"
+#: ``weights_digest`` of a local encoder folder (absent for a hub id and in collections made before it).
+META_WEIGHTS = "cera_weights"
 #: Distance spaces a CERA collection may use: ``ip`` (what cera-rag creates), and ``cosine`` / ``l2``
 #: (Chroma's default) for an adopted collection when the encoder normalises (see ``distance_to_score``).
 SPACES = (None, "ip", "cosine", "l2")
@@ -45,10 +52,11 @@ def _space(collection: Any) -> str | None:
 
 
 def collection_encoder(collection: Any) -> dict[str, Any]:
-    """The encoder a collection records: ``{"encoder", "dim", "pooling", "normalize", "space"}``."""
+    """The encoder a collection records: ``{"encoder", "weights", "dim", "pooling", "normalize", "space"}``."""
     meta = collection.metadata or {}
     return {
         "encoder": meta.get(META_ENCODER),
+        "weights": meta.get(META_WEIGHTS),
         "dim": meta.get(META_DIM),
         "pooling": meta.get(META_POOLING),
         "normalize": meta.get(META_NORMALIZE),
@@ -76,7 +84,7 @@ def check_collection(
         )
     _check_space(name, info["space"], normalize if normalize is not None else info["normalize"])
     problems = []
-    if canonical_encoder_name(info["encoder"]) != canonical_encoder_name(encoder_name):
+    if not _same_encoder(info, encoder_name):
         problems.append(f"encoder {info['encoder']!r} (you gave {encoder_name!r})")
     if int(info["dim"]) != int(dim):
         problems.append(f"dimension {info['dim']} (you gave {dim})")
@@ -90,6 +98,26 @@ def check_collection(
             "encoders are not comparable: query it with the encoder it was built with, or re-index into "
             "another collection name (or delete this one)."
         )
+
+
+def _same_encoder(info: Mapping[str, Any], encoder_name: str) -> bool:
+    """The recorded name, or (the folder moved) the recorded digest of the same weights."""
+    if canonical_encoder_name(info["encoder"]) == canonical_encoder_name(encoder_name):
+        return True
+    return info.get("weights") is not None and info["weights"] == weights_digest(encoder_name)
+
+
+def _encoder_identity(encoder_name: str, dim: int, pooling: str | None, normalize: bool | None) -> dict[str, Any]:
+    """The collection metadata that records an encoder (what ``check_collection`` compares)."""
+    identity: dict[str, Any] = {META_ENCODER: canonical_encoder_name(encoder_name), META_DIM: int(dim)}
+    digest = weights_digest(encoder_name)
+    if digest is not None:
+        identity[META_WEIGHTS] = digest
+    if pooling is not None:
+        identity[META_POOLING] = str(pooling)
+    if normalize is not None:
+        identity[META_NORMALIZE] = bool(normalize)
+    return identity
 
 
 def _check_space(name: str, space: str | None, normalized: bool | None) -> None:
@@ -128,7 +156,7 @@ def open_collection(
 
     Args:
         encoder_name: ``encoder.name``; recorded at creation (a local folder as its absolute path, see
-            ``canonical_encoder_name``), compared afterwards.
+            ``canonical_encoder_name``, and its ``weights_digest``), compared afterwards.
         dim: ``encoder.dim``; recorded and compared likewise.
         path: Embedded store folder (see ``get_client``).
         host: Chroma server host (see ``get_client``).
@@ -155,13 +183,11 @@ def open_collection(
     except chromadb.errors.NotFoundError:
         if not create:
             raise StoreError(f"No collection {name!r} in this Chroma store; index some passages first.") from None
-        metadata: dict[str, Any] = {META_ENCODER: canonical_encoder_name(encoder_name), META_DIM: int(dim)}
-        if pooling is not None:
-            metadata[META_POOLING] = str(pooling)
-        if normalize is not None:
-            metadata[META_NORMALIZE] = bool(normalize)
         collection = client.get_or_create_collection(
-            name, configuration={"hnsw": {"space": "ip"}}, metadata=metadata, embedding_function=embedding_function
+            name,
+            configuration={"hnsw": {"space": "ip"}},
+            metadata=_encoder_identity(encoder_name, dim, pooling, normalize),
+            embedding_function=embedding_function,
         )
     if collection_encoder(collection)["encoder"] is None and collection.count() == 0:
         _adopt(collection, encoder_name, dim, pooling, normalize)
@@ -172,11 +198,7 @@ def open_collection(
 def _adopt(collection: Any, encoder_name: str, dim: int, pooling: str | None, normalize: bool | None) -> None:
     """Record the encoder in an empty collection made elsewhere (its other metadata kept)."""
     _check_space(str(getattr(collection, "name", "?")), _space(collection), normalize)  # before writing anything
-    identity: dict[str, Any] = {META_ENCODER: canonical_encoder_name(encoder_name), META_DIM: int(dim)}
-    if pooling is not None:
-        identity[META_POOLING] = str(pooling)
-    if normalize is not None:
-        identity[META_NORMALIZE] = bool(normalize)
+    identity = _encoder_identity(encoder_name, dim, pooling, normalize)
     # Chroma refuses ``hnsw:*`` keys in an update; they stay as they are (they are the configuration).
     kept = {k: v for k, v in (collection.metadata or {}).items() if not str(k).startswith("hnsw:")}
     collection.modify(metadata={**kept, **identity})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,10 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.skipif(not REAL_DATA_DIR.is_dir(), reason=f"shared data not found at {REAL_DATA_DIR}")
 def test_benchmarks_run_on_a_tiny_input(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--out", str(out)], check=True)
+    # Its own cache: a test must neither read nor leave the user's cached corpus and Chroma collection.
+    env = {**os.environ, "CERA_CACHE_DIR": str(tmp_path / "cache")}
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--smoke", "--out", str(out)]
+    subprocess.run(cmd, check=True, env=env)
     enc = json.loads((out / "bench_encode.json").read_text())
     assert enc["passages"] == 16
     assert set(enc["ratio_to_sentence_transformers"]) >= {

@@ -72,6 +72,7 @@ def test_open_collection_records_encoder_and_ip_space(encoder: Any, coll: Any) -
     info = store.collection_encoder(coll)
     assert info == {
         "encoder": str(Path(encoder.name).resolve()),
+        "weights": store.weights_digest(encoder.name),
         "dim": 32,
         "pooling": "mean",
         "normalize": True,
@@ -90,6 +91,31 @@ def test_reopen_same_encoder_and_relative_path(
     again = store.open_for_encoder(store.load_encoder(tiny_bert_dir), path=tmp_path / "c", name="rel-test")
     assert again.id == first.id
     assert store.canonical_encoder_name("facebook/contriever") == "facebook/contriever"
+
+
+def test_the_same_weights_in_a_moved_folder_match_and_retrained_weights_do_not(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    """A new virtual environment or checkout moves the model folder; the index must stay usable."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    first = store.open_for_encoder(store.load_encoder(tiny_bert_dir), path=tmp_path / "c", name="moved")
+    assert first.metadata[store.META_WEIGHTS] is not None
+    moved = shutil.copytree(tiny_bert_dir, tmp_path / "elsewhere" / "model")
+    again = store.open_for_encoder(store.load_encoder(moved), path=tmp_path / "c", name="moved")
+    assert again.id == first.id
+
+    retrained = shutil.copytree(tiny_bert_dir, tmp_path / "retrained")
+    weights = next(retrained.glob("*.safetensors"))
+    tensors = load_file(weights)
+    name = next(iter(tensors))
+    tensors[name] = tensors[name] + torch.ones_like(tensors[name])
+    save_file(tensors, weights)
+    with pytest.raises(CollectionMismatchError, match="encoder"):
+        store.open_for_encoder(store.load_encoder(retrained), path=tmp_path / "c", name="moved")
 
 
 def test_mismatches_raise(encoder: Any, coll: Any, tmp_path: Path) -> None:

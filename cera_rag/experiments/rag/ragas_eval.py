@@ -393,7 +393,7 @@ def settings_of(
         ragas_version = ragas.__version__
     except Exception:  # noqa: BLE001 - recorded for information only
         ragas_version = "?"
-    from cera_rag.evaluation.cache import weights_digest
+    from cera_rag.encoders import weights_digest
 
     gen = generator.public()
     jud = judge.public() if judge is not None else None
