@@ -26,6 +26,7 @@ JOBS = {
         ["bench_train.py", "--preset", "best", "--steps", "10"],
         ["bench_reader.py", "--questions", "100"],
         ["bench_ray_index.py", "--passages", "4000"],
+        ["bench_batch_order.py", "--passages", "1000", "--questions", "40"],
     ],
     "quick": [
         ["bench_encode.py", "--passages", "320", "--repeats", "3", "--quality-prompts", "60"],
@@ -34,6 +35,7 @@ JOBS = {
         ["bench_train.py", "--preset", "best", "--steps", "4"],
         ["bench_reader.py", "--questions", "40"],
         ["bench_ray_index.py", "--passages", "1000"],
+        ["bench_batch_order.py", "--passages", "320", "--questions", "20", "--repeats", "2"],
     ],
 }
 
@@ -94,6 +96,17 @@ def table(results: Path = RESULTS) -> str:
                 f"| HNSW recall@10 vs exact search @ {d['unique_passages']:,} | {r:.3f} ({d['queries']} queries) "
                 f"| >= 0.95: {_met(r >= 0.95)} |"
             )
+    f = results / "bench_batch_order.json"
+    if f.is_file():
+        d = json.loads(f.read_text())
+        pad, pps, rd = d["padded_over_real_tokens"], d["encode_with_spans_passages_per_s"], d["reader"]
+        rows.append(
+            f"| why: batches by characters vs by tokens ({d['passages']} passages, batch {d['batch_size']}) | "
+            f"padded tokens x{pad['characters']:.2f} vs x{pad['tokens']:.2f} the real ones; encode with spans "
+            f"{pps['characters']['median']:.0f} vs {pps['tokens']['median']:.0f} passages/s; reader re-rank of 20 "
+            f"p50 {rd['rerank_top20_p50_ms']['characters']:.0f} vs {rd['rerank_top20_p50_ms']['tokens']:.0f} ms "
+            f"| (explains the encode ratio) |"
+        )
     f = results / "bench_ray_index.json"
     if f.is_file():
         d = json.loads(f.read_text())
@@ -117,10 +130,13 @@ def table(results: Path = RESULTS) -> str:
     if f.is_file():
         d = json.loads(f.read_text())
         for backend, r in d["backends"].items():
+            rerank, spans = r["rerank_top20_ms"]["p50"], r["spans_top5_ms"]["p50"]
+            # the 250 ms target is set for the ONNX backends; PyTorch is listed for comparison
+            verdict = _met(rerank <= 250 and spans <= 80) if backend.startswith("onnx") else "(ONNX target)"
             rows.append(
                 f"| reader ({backend}, {d['layers']} layers): re-rank top 20 with evidence spans / spans for the top 5 "
-                f"| p50 {r['rerank_top20_ms']['p50']:.0f} ms (p95 {r['rerank_top20_ms']['p95']:.0f}) / "
-                f"p50 {r['spans_top5_ms']['p50']:.0f} ms | <= 250 ms (ONNX) / <= 80 ms |"
+                f"| p50 {rerank:.0f} ms (p95 {r['rerank_top20_ms']['p95']:.0f}) / "
+                f"p50 {spans:.0f} ms | <= 250 ms / <= 80 ms: {verdict} |"
             )
     return "\n".join(rows) + "\n"
 
@@ -150,6 +166,7 @@ def main() -> None:
             ["bench_train.py", "--preset", "quick", "--steps", "1"],
             ["bench_reader.py", "--questions", "3", "--backends", "torch,onnx"],
             ["bench_ray_index.py", "--passages", "64", "--batch-size", "16"],
+            ["bench_batch_order.py", "--passages", "16", "--questions", "2", "--repeats", "1", "--batch-size", "4"],
         ]
     t0 = time.time()
     for job in jobs:

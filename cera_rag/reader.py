@@ -47,6 +47,7 @@ from cera_rag.model import (
     length_sorted_batches,
     load_backbone,
     merge_words,
+    token_lengths,
 )
 
 #: Safetensors file holding the two heads.
@@ -421,7 +422,9 @@ class CERAReader(nn.Module):
         words: list[list[tuple[int, int]]] = [[] for _ in texts]
         probs: list[np.ndarray] = [np.zeros(0) for _ in texts]
         truncated = 0
-        for idx in length_sorted_batches(texts, batch_size):
+        # the question is the same in every pair: the passage's own token count orders the batches
+        lengths = token_lengths(self.tokenizer, texts, self.config.max_length)
+        for idx in length_sorted_batches(lengths, batch_size):
             chunk = [texts[i] for i in idx]
             batch = self.tokenize_pairs(query, chunk)
             relevance, logits = self(**batch.inputs)

@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from cera_rag.errors import CheckpointError
-from cera_rag.model import CERAEncoder, EncoderConfig, pool, spans_from_attention
+from cera_rag.model import (
+    CERAEncoder,
+    EncoderConfig,
+    length_sorted_batches,
+    pool,
+    spans_from_attention,
+    token_lengths,
+)
 
 PASSAGES = [
     "Pain score was significantly lower with aspirin than placebo (mean 2.1 vs 4.3, p < 0.001).",
@@ -41,6 +48,18 @@ def test_length_sorted_batches_match_one_by_one(encoder: CERAEncoder) -> None:
     batched = encoder.encode_passages(PASSAGES, batch_size=3)
     single = np.stack([encoder.encode_passages([t])[0] for t in PASSAGES])
     np.testing.assert_allclose(batched, single, atol=1e-5)
+
+
+def test_batches_group_texts_by_tokens_not_characters(encoder: CERAEncoder) -> None:
+    # a short string of digits and symbols takes more wordpieces than a longer run of words
+    dense = "1.2±0.3 9/4 7.5% 3·8"
+    words = ["aspirin placebo pain score " * 2] * 3 + ["pain"] * 3 + [dense]
+    lengths = token_lengths(encoder.tokenizer, words, 64)
+    assert len(dense) < len(words[0]) and lengths[-1] > lengths[0]
+    batches = list(encoder._batches(words, 64, batch_size=3))
+    assert batches[0][0] == len(words) - 1  # the densest text leads, though it has few characters
+    assert sorted(i for b in batches for i in b) == list(range(len(words)))
+    assert list(length_sorted_batches([], 4)) == [] and list(encoder._batches([], 64, 4)) == []
 
 
 def test_pooling_functions() -> None:
