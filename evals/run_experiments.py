@@ -173,6 +173,8 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7c", "2b"),
         ("7e", "2b"),
         ("7e", "7c"),
+        ("7f", "7c"),
+        ("7f", "2b"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):
