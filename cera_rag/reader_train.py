@@ -35,7 +35,7 @@ from cera_rag.config import load_settings, save_settings
 from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, PromptSelection, load_processed
 from cera_rag.data.queries import TRAIN_TEMPLATES, sample_query
 from cera_rag.errors import ConfigError
-from cera_rag.model import TruncationWarning, check_output_dir
+from cera_rag.model import TruncationWarning, check_output_dir, token_lengths
 from cera_rag.paths import DEFAULT_BASE_MODEL
 from cera_rag.reader import CERAReader
 from cera_rag.run_state import RunState, adamw_groups, sigint_sets_interrupted, trim_log
@@ -184,7 +184,10 @@ def reader_loss(
             texts.append(split.passage(aid, i).text)
             labels.append(group.example.rationales.get(i, []) if row == 0 else [])
             owners.append(g)
-    order = sorted(range(len(texts)), key=lambda j: len(queries[j]) + len(texts[j]))
+    # order by tokens, not characters (clinical text tokenises unevenly: cera_rag.model.token_lengths)
+    limit = reader.config.max_length
+    q_tokens, t_tokens = token_lengths(reader.tokenizer, queries, limit), token_lengths(reader.tokenizer, texts, limit)
+    order = sorted(range(len(texts)), key=lambda j: q_tokens[j] + t_tokens[j])
     relevance_parts, positions = [], []
     token_sum: torch.Tensor | float = 0.0
     n_tokens = 0
