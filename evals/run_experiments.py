@@ -175,6 +175,8 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7e", "7c"),
         ("7f", "7c"),
         ("7f", "2b"),
+        ("7f", "2c"),
+        ("2c", "2b"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):
