@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from common import default_model, peak_rss_mb, spread, timed, validation_passages, write_result
+from common import default_model, interleaved, peak_rss_mb, spread, validation_passages, write_result
 
 
 def quality(encoders: dict[str, Any], prompts: int | None) -> dict[str, Any]:
@@ -72,10 +72,7 @@ def main() -> None:
     with torch.inference_mode():
         for fn in systems.values():
             fn(texts[:64])  # warm-up
-        seconds: dict[str, list[float]] = {k: [] for k in systems}
-        for _ in range(args.repeats):
-            for name, fn in systems.items():  # interleaved: noise hits every system alike
-                seconds[name].append(timed(lambda fn=fn: fn(texts)))
+        seconds = interleaved({k: lambda fn=fn: fn(texts) for k, fn in systems.items()}, args.repeats)
     throughput = {k: [len(texts) / s for s in v] for k, v in seconds.items()}
     base = throughput["sentence_transformers"]
     ratios = {k: spread([a / b for a, b in zip(v, base, strict=True)]) for k, v in throughput.items()}

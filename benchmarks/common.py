@@ -43,6 +43,15 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - t0
 
 
+def interleaved(systems: dict[str, Callable[[], Any]], repeats: int) -> dict[str, list[float]]:
+    """Seconds per run of each system, the systems taking turns so that noise hits every one alike."""
+    seconds: dict[str, list[float]] = {k: [] for k in systems}
+    for _ in range(repeats):
+        for name, fn in systems.items():
+            seconds[name].append(timed(fn))
+    return seconds
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {"min": min(values), "median": statistics.median(values), "max": max(values)}
 
