@@ -186,8 +186,11 @@ def reader_loss(
             owners.append(g)
     # order by tokens, not characters (clinical text tokenises unevenly: cera_rag.model.token_lengths)
     limit = reader.config.max_length
-    q_tokens, t_tokens = token_lengths(reader.tokenizer, queries, limit), token_lengths(reader.tokenizer, texts, limit)
-    order = sorted(range(len(texts)), key=lambda j: q_tokens[j] + t_tokens[j])
+    # each group repeats one query over its passages: tokenise every distinct query once
+    distinct = list(dict.fromkeys(queries))
+    q_tokens = dict(zip(distinct, token_lengths(reader.tokenizer, distinct, limit), strict=True))
+    t_tokens = token_lengths(reader.tokenizer, texts, limit)
+    order = sorted(range(len(texts)), key=lambda j: q_tokens[queries[j]] + t_tokens[j])
     relevance_parts, positions = [], []
     token_sum: torch.Tensor | float = 0.0
     n_tokens = 0
