@@ -15,6 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from common import ROOT  # noqa: F401 - ROOT puts the repository on sys.path
+
+from cera_rag.atomic import write_text
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"
 
@@ -174,7 +178,7 @@ def main() -> None:
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, env={**__import__("os").environ, "CERA_BENCH_OUT": args.out})
     md = table(Path(args.out)) + "\n" + provenance(Path(args.out))
-    (Path(args.out) / "bench_summary.md").write_text(md, encoding="utf-8")
+    write_text(Path(args.out) / "bench_summary.md", md)  # atomic: a killed run leaves the old table
     print(md)
     print(f"total {time.time() - t0:.0f} s")
 
