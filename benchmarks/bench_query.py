@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from common import ROOT, default_model, peak_rss_mb, write_result
+from common import default_model, load_reader, peak_rss_mb, reader_on, write_result
 from corpus import chroma_collection, encoded, load_encoder, unique_passages
 
 
@@ -72,7 +72,11 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--index-backend", default="onnx-int8")
     ap.add_argument("--backends", default="torch,onnx", help="Query-encoder backends timed on the collection.")
-    ap.add_argument("--reader", default=None, help="CERAReader checkpoint (default checkpoints/cera-reader).")
+    ap.add_argument(
+        "--reader",
+        default=None,
+        help="CERAReader checkpoint (default checkpoints/cera-reader, else an untrained reader: same latency).",
+    )
     ap.add_argument("--reader-backend", default="onnx-int8")
     args = ap.parse_args()
     warnings.filterwarnings("ignore", message=".*are truncated.*")
@@ -80,7 +84,6 @@ def main() -> None:
     from llama_index.retrievers.cera import CERARetriever
 
     from cera_rag import store
-    from cera_rag.reader import CERAReader
 
     model = args.model or default_model()
     passages = unique_passages(limit=args.limit)
@@ -95,10 +98,8 @@ def main() -> None:
     questions = questions_of_validation(args.queries)
     recall = hnsw_recall(col, vectors, ids, np.asarray(index_encoder.encode_queries(questions), dtype=np.float32))
 
-    reader_path = args.reader or str(ROOT / "checkpoints" / "cera-reader")
-    reader = None
-    if (Path(reader_path) / "reader_heads.safetensors").is_file():
-        reader = CERAReader.from_pretrained(reader_path, backend=args.reader_backend)  # type: ignore[arg-type]
+    base_reader, reader_model = load_reader(args.reader)
+    reader = reader_on(base_reader, args.reader_backend)
 
     for backend in args.backends.split(","):
         enc = index_encoder if backend == args.index_backend else load_encoder(model, backend)
@@ -108,7 +109,7 @@ def main() -> None:
 
         def rerank(q: str, enc: Any = enc) -> Any:
             hits = store.query(enc, col, q, k=20)
-            return reader.rerank(  # type: ignore[union-attr]
+            return reader.rerank(
                 q, [h.text for h in hits], first_stage_scores=[h.score for h in hits], fusion_weight=1.0
             )
 
@@ -129,8 +130,8 @@ def main() -> None:
             "spans_at_query_time_ms": percentiles(
                 time_queries(lambda q, enc=enc: store.query(enc, col, q, k=args.k, stored_spans=False), questions)
             ),
-            "reader_rerank_top20_ms": percentiles(time_queries(rerank, questions)) if reader else None,
-            "reader": {"model": reader_path, "backend": args.reader_backend} if reader else None,
+            "reader_rerank_top20_ms": percentiles(time_queries(rerank, questions)),
+            "reader": {"model": reader_model, "backend": args.reader_backend},
             "hnsw_recall@10": recall,
             "corpus_build": {**info, "seconds_this_run": build_seconds},
             "targets": {"retrieve_p50_ms": 30, "reader_rerank_top20_p50_ms": 300, "hnsw_recall@10": 0.95},

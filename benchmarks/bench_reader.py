@@ -22,7 +22,7 @@ import statistics
 import time
 from typing import Any
 
-from common import ROOT, peak_rss_mb, write_result
+from common import load_reader, peak_rss_mb, reader_on, write_result
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -78,27 +78,19 @@ def bench(reader: Any, cases: list[tuple[str, list[str]]]) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="CERAReader checkpoint (default: checkpoints/cera-reader).")
+    ap.add_argument(
+        "--model", default=None, help="CERAReader checkpoint (default: checkpoints/cera-reader, else an untrained one)."
+    )
     ap.add_argument("--questions", type=int, default=40)
     ap.add_argument("--backends", default="torch,onnx,onnx-int8")
     ap.add_argument("--name", default="reader")
     args = ap.parse_args()
 
-    from cera_rag.reader import CERAReader
-
     cases = candidates(args.questions)
     results: dict[str, Any] = {}
-    model = args.model or str(ROOT / "checkpoints" / "cera-reader")
-    if args.model is None and not (ROOT / "checkpoints" / "cera-reader" / "reader_heads.safetensors").is_file():
-        # no trained reader: time the same architecture with untrained heads (latency does not depend on weights)
-        from cera_rag.paths import DEFAULT_BASE_MODEL
-
-        model = f"untrained reader on {DEFAULT_BASE_MODEL}"
-        base = CERAReader.from_base(DEFAULT_BASE_MODEL)
-    else:
-        base = CERAReader.from_pretrained(model)
+    base, model = load_reader(args.model)
     for backend in args.backends.split(","):
-        reader = base if backend == "torch" else base.to_onnx(int8=backend == "onnx-int8")
+        reader = reader_on(base, backend)
         results[backend] = bench(reader, cases)
         r = results[backend]
         print(

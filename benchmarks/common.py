@@ -92,3 +92,30 @@ def default_model() -> str:
     from cera_rag.paths import resolve_model_path
 
     return resolve_model_path("sentence-transformers/all-MiniLM-L6-v2")
+
+
+def load_reader(path: str | None = None) -> tuple[Any, str]:
+    """The reader to time and what it is: ``path``, else ``checkpoints/cera-reader``, else an untrained one.
+
+    A checkout without a trained reader still times the same architecture (the base encoder with
+    freshly initialised heads): latency does not depend on the weights, and the JSON says which it was.
+    """
+    from cera_rag.reader import CERAReader
+
+    if path is not None:
+        return CERAReader.from_pretrained(path), path
+    trained = ROOT / "checkpoints" / "cera-reader"
+    if (trained / "reader_heads.safetensors").is_file():
+        return CERAReader.from_pretrained(trained), str(trained)
+    from cera_rag.paths import DEFAULT_BASE_MODEL
+
+    return CERAReader.from_base(DEFAULT_BASE_MODEL), f"untrained reader on {DEFAULT_BASE_MODEL}"
+
+
+def reader_on(reader: Any, backend: str) -> Any:
+    """``reader`` on ``backend`` (torch, onnx or onnx-int8)."""
+    if backend == "torch":
+        return reader
+    if backend not in ("onnx", "onnx-int8"):
+        raise ValueError(f"unknown reader backend {backend!r}: use torch, onnx or onnx-int8")
+    return reader.to_onnx(int8=backend == "onnx-int8")

@@ -177,6 +177,8 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7f", "2b"),
         ("7f", "2c"),
         ("2c", "2b"),
+        ("7g", "7f"),
+        ("7g", "2c"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):
