@@ -85,8 +85,10 @@ def query(
         stored_spans: Use the spans stored at indexing time when they were made with this
             ``top_fraction``; ``False`` always recomputes them (same result, one more forward pass).
     """
-    if k < 1 or collection.count() == 0:
+    if k < 1:
         return []
+    # No ``collection.count()`` guard: Chroma answers an empty collection with empty lists, and
+    # the count is a separate scan that cost 12 ms of a 23 ms query at 154k passages.
     vector = np.asarray(encoder.encode_queries([text]), dtype=np.float32)[:1]
     result = collection.query(
         query_embeddings=vector,
