@@ -18,6 +18,31 @@ RESULTS = Path(os.environ.get("CERA_BENCH_OUT", ROOT / "results"))
 
 from cera_rag.atomic import write_json  # noqa: E402 - after the repository root is on sys.path
 
+#: CPU instructions that int8 kernels use (VNNI dot products, AMX tiles). Without them ONNX Runtime's
+#: int8 matmuls run on AVX2 and the int8 speed-up over fp32 shrinks (1.2x on an AVX2-only AMD EPYC VM
+#: on 2026-12-06, ~2x on the VMs of earlier runs, whose CPU went unrecorded), so every speed figure
+#: records which of them its CPU had.
+INT8_INSTRUCTIONS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
+    """The CPU's model name and which of ``INT8_INSTRUCTIONS`` it reports (Linux ``/proc/cpuinfo``)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return {"cpu_model": platform.processor() or "unknown", "int8_instructions": None}
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()  # the first processor's block
+    flags = set(fields.get("flags", "").split())
+    return {
+        "cpu_model": fields.get("model name") or platform.processor() or "unknown",
+        "int8_instructions": [f for f in INT8_INSTRUCTIONS if f in flags],
+    }
+
 
 def machine() -> dict[str, Any]:
     import torch
@@ -27,6 +52,7 @@ def machine() -> dict[str, Any]:
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
+        **cpu_info(),
         "platform": platform.platform(),
         "load_average_at_start": os.getloadavg(),
     }

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT  # noqa: F401 - ROOT puts the repository on sys.path
+from common import INT8_INSTRUCTIONS, ROOT  # noqa: F401 - ROOT puts the repository on sys.path
 
 from cera_rag.atomic import write_text
 
@@ -145,14 +145,30 @@ def table(results: Path = RESULTS) -> str:
     return "\n".join(rows) + "\n"
 
 
+def cpu_cell(machine: dict) -> str:
+    """The CPU model and its int8 instructions, as a table cell (files from before they were recorded say so)."""
+    if "cpu_model" not in machine:
+        return "not recorded"
+    isa = machine.get("int8_instructions")
+    if isa is None:
+        return f"{machine['cpu_model']}, instructions unknown"
+    return f"{machine['cpu_model']}, " + (" ".join(isa) if isa else "none of " + "/".join(INT8_INSTRUCTIONS))
+
+
 def provenance(results: Path = RESULTS) -> str:
     """Where each figure comes from: the command, when it ran, the machine and its load at the start."""
-    rows = ["| results file | command | date (UTC) | CPUs, load average at start |", "|---|---|---|---|"]
+    rows = [
+        "| results file | command | date (UTC) | CPUs, load average at start | CPU, int8 instructions |",
+        "|---|---|---|---|---|",
+    ]
     for f in sorted(results.glob("bench_*.json")):
         d = json.loads(f.read_text())
         m = d.get("machine", {})
         load = ", ".join(f"{x:.2f}" for x in m.get("load_average_at_start", []))
-        rows.append(f"| `{f.name}` | `{d.get('command', '?')}` | {d.get('date', '?')} | {m.get('cpus', '?')}, {load} |")
+        rows.append(
+            f"| `{f.name}` | `{d.get('command', '?')}` | {d.get('date', '?')} | {m.get('cpus', '?')}, {load} "
+            f"| {cpu_cell(m)} |"
+        )
     return "\n".join(rows) + "\n"
 
 

@@ -43,6 +43,12 @@ class TrainConfig(BaseModel):
     corpus_negatives: int = Field(
         0, ge=0, le=20, description="BM25 negatives from other articles, added to the in-article ones."
     )
+    evidence_negatives: int = Field(
+        0,
+        ge=0,
+        le=20,
+        description="Passages holding another prompt's evidence in the same article, added to the others.",
+    )
     loss: Literal["triplet", "infonce"] = "infonce"
     margin: float = Field(0.2, ge=0.0)
     temperature: float = Field(0.05, gt=0.0)

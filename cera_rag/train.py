@@ -70,6 +70,34 @@ def mine_corpus_negatives(split: ProcessedSplit, config: TrainConfig) -> dict[st
     return cross_article_negatives(split.passages, prompts, config.corpus_negatives)
 
 
+def _question_key(ex: PromptExample) -> tuple[str, ...]:
+    """Intervention, comparator and outcome, case and spacing folded: two prompts that ask the same."""
+    p = ex.prompt
+    return tuple(" ".join(x.lower().split()) for x in (p.intervention, p.comparator, p.outcome))
+
+
+def evidence_negative_pools(split: ProcessedSplit) -> dict[str, list[int]]:
+    """Per prompt id, the passages of its article that hold *another* prompt's evidence and none of its own.
+
+    Within an article the passage that competes hardest with the evidence is not opinion or
+    background but another reported result (the same trial's other outcomes): the reader trains
+    against it (``n_other_evidence``), and so can the bi-encoder (``evidence_negatives``). A prompt
+    that repeats this one's intervention, comparator and outcome is skipped: its evidence answers
+    this question too.
+    """
+    by_article: dict[str, list[PromptExample]] = {}
+    for ex in split.examples:
+        if ex.positives:
+            by_article.setdefault(ex.prompt.article_id, []).append(ex)
+    out: dict[str, list[int]] = {}
+    for exs in by_article.values():
+        for ex in exs:
+            own, key = set(ex.positives), _question_key(ex)
+            pool = {i for other in exs if _question_key(other) != key for i in other.positives}
+            out[ex.prompt.prompt_id] = sorted(pool - own)
+    return out
+
+
 def epoch_batches(
     split: ProcessedSplit,
     config: TrainConfig,
@@ -79,9 +107,13 @@ def epoch_batches(
     """The batches of one epoch; a pure function of (split, config, epoch), so a resumed run sees the same.
 
     ``corpus_negatives`` (``mine_corpus_negatives``) is mined here when the config asks for them and
-    none are given; the trainer mines them once per run.
+    none are given; the trainer mines them once per run. ``evidence_negatives`` are drawn afresh each
+    epoch from ``evidence_negative_pools`` with a generator of their own, so a config without them
+    sees exactly the batches it saw before the option existed.
     """
     rng = random.Random(config.seed * 1000 + epoch)
+    evidence_rng = random.Random(f"evidence-negatives:{config.seed}:{epoch}")
+    evidence_pools = evidence_negative_pools(split) if config.evidence_negatives else {}
     exs = [ex for ex in split.examples if ex.positives]
     if config.max_train_prompts:
         exs = random.Random(config.seed).sample(exs, min(config.max_train_prompts, len(exs)))
@@ -96,6 +128,11 @@ def epoch_batches(
         for ex in chunk:
             pool = ex.negatives.get(config.negatives, []) if config.negatives != "none" else []
             own = [(ex.prompt.article_id, i) for i in pool[: config.n_negatives]]
+            if config.evidence_negatives:
+                taken = set(pool[: config.n_negatives])
+                results = [i for i in evidence_pools.get(ex.prompt.prompt_id, []) if i not in taken]
+                picked = evidence_rng.sample(results, min(config.evidence_negatives, len(results)))
+                own += [(ex.prompt.article_id, i) for i in picked]
             other = list((corpus_negatives or {}).get(ex.prompt.prompt_id, []))[: config.corpus_negatives]
             negs.append(own + other)
         batches.append(
@@ -390,4 +427,12 @@ def train(config: TrainConfig, resume: bool = False, data_dir: str | os.PathLike
     return Trainer(config, data_dir).train(resume=resume)
 
 
-__all__ = ["Batch", "TrainResult", "Trainer", "epoch_batches", "mine_corpus_negatives", "train"]
+__all__ = [
+    "Batch",
+    "TrainResult",
+    "Trainer",
+    "epoch_batches",
+    "evidence_negative_pools",
+    "mine_corpus_negatives",
+    "train",
+]

@@ -179,6 +179,8 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("2c", "2b"),
         ("7g", "7f"),
         ("7g", "2c"),
+        ("7h", "7f"),
+        ("7h", "2c"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):

@@ -30,6 +30,8 @@ def test_benchmarks_run_on_a_tiny_input(tmp_path: Path) -> None:
         "cera_onnx_int8",
     }
     assert all(v["median"] > 0 for v in enc["passages_per_second"].values())
+    # the int8 speed-up depends on the CPU's int8 instructions: every figure records the CPU it ran on
+    assert enc["machine"]["cpu_model"] and isinstance(enc["machine"]["int8_instructions"], list)
     query = json.loads((out / "bench_query_torch.json").read_text())
     assert query["unique_passages"] == query["collection_size"] == 300 and query["retrieve_ms"]["p50"] > 0
     assert 0.0 <= query["hnsw_recall@10"] <= 1.0
@@ -42,6 +44,7 @@ def test_benchmarks_run_on_a_tiny_input(tmp_path: Path) -> None:
     assert "retrieve top-5 with stored spans" in summary and "HNSW recall@10" in summary
     assert "retrieve top 20 + reader re-rank" in summary
     assert "`bench_encode.json` | `python benchmarks/bench_encode.py" in summary, "every figure names its command"
+    assert enc["machine"]["cpu_model"] in summary, "and the CPU it ran on"
     ray = json.loads((out / "bench_ray_index.json").read_text())
     assert ray["passages"] == 64 and set(ray["runs"]) == {"single_process", "ray_1_worker", "ray_2_workers"}
     assert "Ray indexing" in summary

@@ -124,6 +124,37 @@ def test_corpus_negatives_come_from_other_articles(tmp_path, tiny_bert_dir, synt
     assert n_other > 0
 
 
+def test_evidence_negatives_hold_another_prompts_evidence(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
+    """Evidence negatives: another prompt's positive in the same article, never one's own, and the rest unchanged."""
+    from cera_rag.data.config import DataConfig
+    from cera_rag.data.dataset import load_processed
+    from cera_rag.train import evidence_negative_pools
+
+    # short passages, so that the two prompts of an article have their evidence in different passages
+    plain = _config(tmp_path, tiny_bert_dir, data=DataConfig(max_words=12))
+    cfg = plain.model_copy(update={"evidence_negatives": 1})
+    split = load_processed("train", cfg.data, synthetic_data_dir)
+    pools = evidence_negative_pools(split)
+    positives_of = {ex.prompt.prompt_id: set(ex.positives) for ex in split.examples}
+    article_of = {ex.prompt.prompt_id: ex.prompt.article_id for ex in split.examples}
+    for pid, pool in pools.items():
+        others = set().union(*(positives_of[q] for q in positives_of if q != pid and article_of[q] == article_of[pid]))
+        assert set(pool) <= others - positives_of[pid]
+    assert any(pools.values()), "the synthetic data should have articles with several prompts"
+    with_evidence, without = epoch_batches(split, cfg, 0), epoch_batches(split, plain, 0)
+    assert [b.queries for b in with_evidence] == [b.queries for b in without]  # the old stream is untouched
+    added = 0
+    for batch, base in zip(with_evidence, without, strict=True):
+        for ex, negs, old in zip(batch.examples, batch.negatives, base.negatives, strict=True):
+            assert negs[: len(old)] == old
+            extra = negs[len(old) :]
+            assert len(extra) <= 1 and all(i in pools[ex.prompt.prompt_id] for _, i in extra)
+            assert not {i for _, i in negs} & set(ex.positives)
+            added += len(extra)
+    assert added > 0
+    assert [b.negatives for b in with_evidence] == [b.negatives for b in epoch_batches(split, cfg, 0)]
+
+
 def test_presets_and_config_files() -> None:
     for name in PRESETS:
         assert isinstance(load_config(name), TrainConfig)
