@@ -77,13 +77,14 @@ def _question_key(ex: PromptExample) -> tuple[str, ...]:
 
 
 def evidence_negative_pools(split: ProcessedSplit) -> dict[str, list[int]]:
-    """Per prompt id, the passages of its article that hold *another* prompt's evidence and none of its own.
+    """Per prompt id, the passages of its article that are a positive of *another* prompt and not its own.
 
     Within an article the passage that competes hardest with the evidence is not opinion or
     background but another reported result (the same trial's other outcomes): the reader trains
-    against it (``n_other_evidence``), and so can the bi-encoder (``evidence_negatives``). A prompt
-    that repeats this one's intervention, comparator and outcome is skipped: its evidence answers
-    this question too.
+    against it (``n_other_evidence``), and so can the bi-encoder (``evidence_negatives``). Unlike the
+    reader's pool, a prompt that repeats this one's intervention, comparator and outcome is skipped:
+    its evidence answers this question too. (A passage holding fewer than ``min_positive_overlap``
+    characters of this prompt's evidence is not its positive and may be drawn, as for the reader.)
     """
     by_article: dict[str, list[PromptExample]] = {}
     for ex in split.examples:
