@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,27 @@ def _stored_spans(metadata: dict[str, Any], top_fraction: float) -> list[SpanDic
     except SpanFormatError:
         logger.warning("Stored %s could not be parsed; recomputing them.", SPANS_KEY)
         return None
+
+
+#: Chroma 1.x fails a query that reaches a collection whose HNSW segment is not on disk yet (its first
+#: writes still being compacted, e.g. while another client indexes) with an InternalError naming this;
+#: it clears once the segment is written (chroma-core/chroma#4212), so such a query is retried.
+SEGMENT_NOT_ON_DISK = "Nothing found on disk"
+#: Seconds to wait before each retry (3.15 s in all), then the error is raised.
+QUERY_RETRY_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+
+
+def query_collection(collection: Any, **kwargs: Any) -> Any:
+    """``collection.query(**kwargs)``, retried while Chroma reports a segment not yet written to disk."""
+    for wait in (*QUERY_RETRY_WAITS, None):
+        try:
+            return collection.query(**kwargs)
+        except Exception as exc:  # noqa: BLE001 - chromadb's error classes differ between its clients
+            if wait is None or SEGMENT_NOT_ON_DISK not in str(exc):
+                raise
+            logger.debug("Chroma segment not on disk yet; retrying the query in %.2f s", wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")  # the last attempt returns or raises
 
 
 def distance_to_score(distance: float, space: str | None = "ip") -> float:
@@ -90,7 +112,8 @@ def query(
     # No ``collection.count()`` guard: Chroma answers an empty collection with empty lists, and
     # the count is a separate scan that cost 12 ms of a 23 ms query at 154k passages.
     vector = np.asarray(encoder.encode_queries([text]), dtype=np.float32)[:1]
-    result = collection.query(
+    result = query_collection(
+        collection,
         query_embeddings=vector,
         n_results=int(k),
         where=dict(where) if where else None,

@@ -421,3 +421,34 @@ def test_atomic_writes_get_the_mode_a_plain_write_would(tmp_path: Path) -> None:
     plain.write_text("x", encoding="utf-8")
     atomic = write_text(tmp_path / "atomic.txt", "x")
     assert stat.S_IMODE(os.stat(atomic).st_mode) == stat.S_IMODE(os.stat(plain).st_mode)
+
+
+class _FlakyCollection:
+    """A collection whose first ``fails`` queries fail as Chroma 1.x does before a segment is on disk."""
+
+    def __init__(self, fails: int, message: str = "Error creating hnsw segment reader: Nothing found on disk") -> None:
+        self.fails, self.message, self.calls = fails, message, 0
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls += 1
+        if self.calls <= self.fails:
+            raise RuntimeError(f"Error executing plan: Internal error: {self.message}")
+        return {"ids": [["a"]], "documents": [["text"]], "metadatas": [[{}]], "distances": [[0.25]]}
+
+
+def test_a_query_before_the_segment_is_on_disk_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chroma fails a query while another client's first writes are compacted; the query waits and succeeds."""
+    from cera_rag.store import search
+
+    monkeypatch.setattr(search, "QUERY_RETRY_WAITS", (0.0,) * 3)
+    flaky = _FlakyCollection(fails=2)
+    assert search.query_collection(flaky, query_embeddings=[[0.0]], n_results=1)["ids"] == [["a"]]
+    assert flaky.calls == 3
+    always = _FlakyCollection(fails=10)
+    with pytest.raises(RuntimeError, match="Nothing found on disk"):
+        search.query_collection(always, query_embeddings=[[0.0]], n_results=1)
+    assert always.calls == 4  # three retries, then the error
+    other = _FlakyCollection(fails=1, message="collection does not exist")
+    with pytest.raises(RuntimeError, match="does not exist"):
+        search.query_collection(other, query_embeddings=[[0.0]], n_results=1)
+    assert other.calls == 1  # any other error is not retried
