@@ -17,31 +17,7 @@ sys.path.insert(0, str(ROOT))
 RESULTS = Path(os.environ.get("CERA_BENCH_OUT", ROOT / "results"))
 
 from cera_rag.atomic import write_json  # noqa: E402 - after the repository root is on sys.path
-
-#: CPU instructions that int8 kernels use (VNNI dot products, AMX tiles). Without them ONNX Runtime's
-#: int8 matmuls run on AVX2 and the int8 speed-up over fp32 shrinks (1.2x on an AVX2-only AMD EPYC VM
-#: on 2026-12-06, ~2x on the VMs of earlier runs, whose CPU went unrecorded), so every speed figure
-#: records which of them its CPU had.
-INT8_INSTRUCTIONS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
-
-
-def cpu_info(cpuinfo: str | None = None) -> dict[str, Any]:
-    """The CPU's model name and which of ``INT8_INSTRUCTIONS`` it reports (Linux ``/proc/cpuinfo``)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return {"cpu_model": platform.processor() or "unknown", "int8_instructions": None}
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() not in fields:
-            fields[key.strip()] = value.strip()  # the first processor's block
-    flags = set(fields.get("flags", "").split())
-    return {
-        "cpu_model": fields.get("model name") or platform.processor() or "unknown",
-        "int8_instructions": [f for f in INT8_INSTRUCTIONS if f in flags],
-    }
+from cera_rag.cpu import INT8_INSTRUCTIONS, cpu_info  # noqa: E402, F401 - INT8_INSTRUCTIONS: run_all's table
 
 
 def machine() -> dict[str, Any]:

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from cera_rag.atomic import write_file
+from cera_rag.cpu import int8_needs_reduced_range
 from cera_rag.errors import ConfigError
 from cera_rag.paths import cache_dir
 
@@ -135,19 +136,32 @@ def export_graph(
     return write_file(path, write)
 
 
-def quantize_onnx(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
-    """int8 weights, per output channel, activations quantised on the fly (ONNX Runtime dynamic quantisation)."""
+def int8_file_name(stem: str) -> str:
+    """``<stem>.int8.onnx``, or ``<stem>.avx2.int8.onnx`` where weights are quantised to 7 bits (see below)."""
+    return f"{stem}.avx2.int8.onnx" if int8_needs_reduced_range() else f"{stem}.int8.onnx"
+
+
+def quantize_onnx(
+    source: str | os.PathLike[str], target: str | os.PathLike[str], reduce_range: bool | None = None
+) -> Path:
+    """int8 weights, per output channel, activations quantised on the fly (ONNX Runtime dynamic quantisation).
+
+    ``reduce_range`` (default: ``int8_needs_reduced_range()``, true on AVX2 CPUs without VNNI or AMX)
+    quantises the weights to 7 bits: there ONNX Runtime's int8 matmul adds pairs of 8-bit products
+    in saturating 16-bit lanes, which overflow on full-range weights.
+    """
     _require_onnxruntime()
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     out = Path(target)
+    reduced = int8_needs_reduced_range() if reduce_range is None else reduce_range
 
     def write(tmp: Path) -> None:
         root = logging.getLogger()
         level = root.level
         root.setLevel(logging.ERROR)  # quantize_dynamic logs a generic pre-processing hint on the root logger
         try:
-            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+            quantize_dynamic(str(source), str(tmp), weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduced)
         finally:
             root.setLevel(level)
 
@@ -163,7 +177,7 @@ def onnx_file(encoder: CERAEncoder, int8: bool = False, folder: str | os.PathLik
         export_onnx(encoder, fp32)
     if not int8:
         return fp32
-    q = base / "model.int8.onnx"
+    q = base / int8_file_name("model")
     if not q.is_file():
         quantize_onnx(fp32, q)
     return q

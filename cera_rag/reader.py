@@ -301,7 +301,7 @@ class CERAReader(nn.Module):
         self, int8: bool = False, folder: str | os.PathLike[str] | None = None, threads: int | None = None
     ) -> CERAReader:
         """A copy whose forward pass runs in ONNX Runtime on the CPU (the ``fast`` extra); inference only."""
-        from cera_rag.onnx_backend import quantize_onnx, session, weights_fingerprint
+        from cera_rag.onnx_backend import int8_file_name, quantize_onnx, session, weights_fingerprint
         from cera_rag.paths import cache_dir
 
         base = (
@@ -318,7 +318,7 @@ class CERAReader(nn.Module):
             self._export(fp32)
         path = fp32
         if int8:
-            path = base / "reader.int8.onnx"
+            path = base / int8_file_name("reader")
             if not path.is_file():
                 quantize_onnx(fp32, path)
         copy = CERAReader(self.model, self.heads, self.tokenizer, self.config.model_copy(), name=self.name)

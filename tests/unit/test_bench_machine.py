@@ -1,4 +1,4 @@
-"""The benchmarks record the CPU model and its int8 instructions (the int8 speed-up depends on them)."""
+"""The CPU model and its int8 instructions: recorded by the benchmarks, and they decide 7-bit int8 weights."""
 
 from __future__ import annotations
 
@@ -39,3 +39,23 @@ def test_the_summary_cell_says_what_was_recorded() -> None:
     assert cpu_cell({"cpu_model": "AMD EPYC", "int8_instructions": ["avx2"]}) == "AMD EPYC, avx2"
     assert cpu_cell({"cpu_model": "X", "int8_instructions": []}).startswith("X, none of avx2/")
     assert cpu_cell({"cpu_model": "X", "int8_instructions": None}) == "X, instructions unknown"
+
+
+def test_int8_weights_use_seven_bits_only_on_avx2_cpus_without_vnni(monkeypatch) -> None:
+    """AVX2's saturating int8 path overflows on full-range weights; VNNI/AMX CPUs keep 8 bits."""
+    from cera_rag import cpu, onnx_backend
+
+    for isa, reduced in (
+        (["avx2"], True),
+        (["avx2", "avx512f", "avx512_vnni"], False),
+        (["avx2", "avx_vnni"], False),
+        ([], False),  # not x86 AVX2 (e.g. ARM): ONNX Runtime's kernels differ
+        (None, False),  # unknown: keep the default
+    ):
+        monkeypatch.setattr(cpu, "cpu_info", lambda isa=isa: {"cpu_model": "x", "int8_instructions": isa})
+        cpu.int8_needs_reduced_range.cache_clear()
+        assert cpu.int8_needs_reduced_range() is reduced
+        name = onnx_backend.int8_file_name("model")
+        assert name == ("model.avx2.int8.onnx" if reduced else "model.int8.onnx")
+        assert name.endswith(".int8.onnx")  # backend_name still reports onnx-int8
+    cpu.int8_needs_reduced_range.cache_clear()
