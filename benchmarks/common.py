@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT))
 RESULTS = Path(os.environ.get("CERA_BENCH_OUT", ROOT / "results"))
 
 from cera_rag.atomic import write_json  # noqa: E402 - after the repository root is on sys.path
-from cera_rag.cpu import INT8_INSTRUCTIONS, cpu_info  # noqa: E402, F401 - INT8_INSTRUCTIONS: run_all's table
+from cera_rag.cpu import cpu_info  # noqa: E402
 
 
 def machine() -> dict[str, Any]:

@@ -15,9 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from common import INT8_INSTRUCTIONS, ROOT  # noqa: F401 - ROOT puts the repository on sys.path
+from common import ROOT  # noqa: F401 - ROOT puts the repository on sys.path
 
 from cera_rag.atomic import write_text
+from cera_rag.cpu import INT8_INSTRUCTIONS
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE.parent / "results"

@@ -57,15 +57,15 @@ QUERY_RETRY_WAITS = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 
 def query_collection(collection: Any, **kwargs: Any) -> Any:
     """``collection.query(**kwargs)``, retried while Chroma reports a segment not yet written to disk."""
-    for wait in (*QUERY_RETRY_WAITS, None):
+    for wait in QUERY_RETRY_WAITS:
         try:
             return collection.query(**kwargs)
         except Exception as exc:  # noqa: BLE001 - chromadb's error classes differ between its clients
-            if wait is None or SEGMENT_NOT_ON_DISK not in str(exc):
+            if SEGMENT_NOT_ON_DISK not in str(exc):
                 raise
             logger.debug("Chroma segment not on disk yet; retrying the query in %.2f s", wait)
             time.sleep(wait)
-    raise AssertionError("unreachable")  # the last attempt returns or raises
+    return collection.query(**kwargs)  # the last try: its error, if any, reaches the caller
 
 
 def distance_to_score(distance: float, space: str | None = "ip") -> float:

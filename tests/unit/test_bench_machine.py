@@ -5,10 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from cera_rag.cpu import INT8_INSTRUCTIONS, cpu_info
+
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import INT8_INSTRUCTIONS, cpu_info  # noqa: E402
 from run_all import cpu_cell  # noqa: E402
 
 CPUINFO = """processor\t: 0
