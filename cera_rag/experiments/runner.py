@@ -119,9 +119,10 @@ def parse_systems(specs: list[str]) -> list[System]:
             systems.append(System(spec.lower(), "lexical"))
         elif any(c in spec.split("@")[0] for c in "*?["):
             base, _, suffix = spec.partition("@")
-            matches = sorted(p for p in glob.glob(base) if Path(p).is_dir())
+            # Only model folders: `-s*` also matches the trainer's `<checkpoint>.run` resume folders and logs.
+            matches = sorted(p for p in glob.glob(base) if (Path(p) / "config.json").is_file())
             if not matches:
-                raise ConfigError(f"System {spec!r} matches no folder; check the path or glob.")
+                raise ConfigError(f"System {spec!r} matches no model folder (one with a config.json); check the glob.")
             systems.append(System(spec, "dense", [m + (f"@{suffix}" if suffix else "") for m in matches]))
         else:
             systems.append(System(spec, "dense", [spec]))

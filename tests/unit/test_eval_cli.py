@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -123,11 +124,22 @@ def test_onnx_backend_gives_the_torch_results(
         assert got == pytest.approx(want, abs=1e-4)
 
 
+def test_a_seed_glob_keeps_only_model_folders(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    from cera_rag.experiments.runner import parse_systems
+
+    for seed in (42, 43):
+        shutil.copytree(tiny_bert_dir, tmp_path / f"cera-s{seed}")
+        (tmp_path / f"cera-s{seed}.run" / "model").mkdir(parents=True)  # the trainer's resume folder beside it
+        (tmp_path / f"cera-s{seed}.log.jsonl").write_text("{}\n", encoding="utf-8")
+    (system,) = parse_systems([str(tmp_path / "cera-s*")])
+    assert system.members == [str(tmp_path / "cera-s42"), str(tmp_path / "cera-s43")]
+
+
 def test_bad_inputs_are_clear_errors(synthetic_data_dir: Path, tmp_path: Path) -> None:
     from cera_rag.errors import ConfigError
     from cera_rag.experiments.runner import EvalConfig, parse_systems, run_evaluation
 
-    with pytest.raises(ConfigError, match="matches no folder"):
+    with pytest.raises(ConfigError, match="matches no model folder"):
         parse_systems([str(tmp_path / "nothing-*")])
     with pytest.raises(ConfigError, match="Baseline"):
         run_evaluation(EvalConfig(systems=["bm25"], baseline="minilm"), synthetic_data_dir)
