@@ -61,8 +61,9 @@ from cera_rag.model import CERAEncoder  # noqa: E402
 from cera_rag.paths import DEFAULT_BASE_MODEL  # noqa: E402
 
 #: What every trained row shares on top of the ``best`` preset: one epoch on the same 1,000 train
-#: prompts (a full best-preset run is two epochs over ~2,000 prompts, ~20 min here; twelve rows of
-#: it do not fit one CPU session). Rows differ only in their own ``train`` keys.
+#: prompts (a full best-preset run is three epochs over ~2,000 prompts, ~30-45 min here; twelve rows of
+#: it do not fit one CPU session). Rows differ only in their own ``train`` keys (each sets its lambda,
+#: so a change of the preset's lambda does not change a row).
 STUDY_BUDGET: dict[str, Any] = {"epochs": 1, "max_train_prompts": 1000, "eval_split": ""}
 QUERY_STYLE = "paper"
 #: The verdict's rules (issue 15): the most plausible attention at <= 1 point of MRR@10 cost.
