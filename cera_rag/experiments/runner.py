@@ -451,8 +451,10 @@ def _evaluate_dense_member(
         top = two_stage.top_of(article_run)
         texts = [p.text for p in data.pairs] + [data.passage_text[pid] for pid in top.values()]
         mark = two_stage.encoder_marker(encoder, texts, config.batch_size)
-        got.explain[f"{system.label} attention"] = two_stage.explanation_row(
-            mark, data.split, data.exs, data.pairs, top, data.explain_query, system.label
+        # A seed group's row is its first seed's (the kept runs are that seed's): named so, not as the group.
+        name = spec if system.is_group else system.label
+        got.explain[f"{name} attention"] = two_stage.explanation_row(
+            mark, data.split, data.exs, data.pairs, top, data.explain_query, name
         )
     stage["explanations"] = time.perf_counter() - t1
     info["timings_s"] = {k: round(v, 2) for k, v in stage.items()}

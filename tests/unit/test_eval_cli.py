@@ -93,6 +93,10 @@ def test_seed_group_and_limit(synthetic_data_dir: Path, tmp_path: Path) -> None:
     assert results["data"]["n_queries"] == 4
     assert results["plausibility"][str(tmp_path / "models/tiny-s*")]["n_seeds"] == 2
     assert len(per_query["retrieval"]["article/paper"]["bm25"]["mrr@10"]) == 4
+    # The explanation row is measured on the first seed only, and its name says which one.
+    first = str(tmp_path / "models/tiny-s1")
+    assert results["explanations"][f"{first} attention"]["ranker"] == first
+    assert f"{tmp_path / 'models/tiny-s*'} attention" not in results["explanations"]
 
 
 def test_onnx_backend_gives_the_torch_results(
