@@ -7,6 +7,7 @@ Examples::
     cera-rag train --config configs/06_cera_paper.yaml --seed 2
     cera-rag train --preset best --resume              # continue an interrupted run
     cera-rag train --preset paper --base-model facebook/contriever   # where the hub is reachable
+    cera-rag soup checkpoints/rows/07h_best_3epochs_lambda1-s{42,43,44} -o checkpoints/cera-soup
 """
 
 from __future__ import annotations
@@ -121,6 +122,18 @@ def train_reader_command(
     )  # fmt: skip
 
 
+def soup_command(
+    checkpoints: list[Path] = typer.Argument(..., help="Two or more checkpoints of one recipe (e.g. its seeds)."),
+    output_dir: Path = typer.Option(..., "--output-dir", "-o", help="Where the averaged checkpoint goes."),
+) -> None:
+    """Average the weights of checkpoints fine-tuned with one recipe into one encoder (a model soup)."""
+    from cera_rag.soup import average_checkpoints
+
+    average_checkpoints(checkpoints, output_dir)
+    typer.echo(json.dumps({"output_dir": str(output_dir), "checkpoints": [str(c) for c in checkpoints]}, indent=1))
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train_command)
     app.command("train-reader")(train_reader_command)
+    app.command("soup")(soup_command)
