@@ -112,7 +112,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # Row 7h of the README table; configs/07h_best_3epochs_lambda1.yaml holds the same keys (a test keeps them
     # equal). Row 7f is the same recipe with alignment lambda 0.05: lambda 1.0 retrieves as well (three seeds)
-    # and its attention marks the evidence above the free baselines, row 7f's at chance (issue 15).
+    # and its attention marks the evidence as well as the question-overlap baseline, row 7f's near chance.
     "best": {
         "output_dir": "checkpoints/cera-best",
         "negatives": "hybrid",
