@@ -181,6 +181,7 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7g", "2c"),
         ("7h", "7f"),
         ("7h", "2c"),
+        ("7i", "7h"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):
