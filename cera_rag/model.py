@@ -265,8 +265,10 @@ class CERAEncoder(nn.Module):
             return encoder.to_onnx(int8=backend == "onnx-int8")
         return encoder
 
-    def save_pretrained(self, directory: str | os.PathLike[str]) -> None:
+    def save_pretrained(self, directory: str | os.PathLike[str], extra_files: dict[str, str] | None = None) -> None:
         """Write safetensors weights, tokenizer and ``cera_config.json``; the folder is replaced atomically.
+
+        ``extra_files`` (name -> UTF-8 text, e.g. a soup's provenance) go into the same atomic swap.
 
         Raises:
             CheckpointError: If ``directory`` exists and is not a checkpoint (see ``check_output_dir``).
@@ -277,6 +279,8 @@ class CERAEncoder(nn.Module):
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
             (tmp / CONFIG_NAME).write_text(self.config.model_dump_json(indent=2), encoding="utf-8")
+            for name, text in (extra_files or {}).items():
+                (tmp / name).write_text(text, encoding="utf-8")
 
         replace_dir(target, write)
 

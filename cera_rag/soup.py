@@ -15,13 +15,13 @@ the `best` preset's three seeds it scored as an average seed, no better: README,
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from cera_rag.atomic import write_json
 from cera_rag.errors import CheckpointError
 from cera_rag.model import CERAEncoder
 
@@ -106,8 +106,8 @@ def average_checkpoints(paths: Sequence[str | os.PathLike[str]], output_dir: str
             raise CheckpointError(f"{name} and {names[0]} use different tokenizers; they cannot be averaged.")
     soup = average_state_dicts([e.model.state_dict() for e in encoders], names)
     base.model.load_state_dict(soup)
-    base.save_pretrained(output_dir)
-    write_json(Path(output_dir).expanduser() / SOUP_FILE, {"method": "uniform weight average", "checkpoints": names})
+    provenance = {"method": "uniform weight average", "checkpoints": names}
+    base.save_pretrained(output_dir, extra_files={SOUP_FILE: json.dumps(provenance, indent=1)})
     return CERAEncoder.from_pretrained(output_dir)
 
 
