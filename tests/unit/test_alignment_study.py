@@ -111,6 +111,49 @@ def test_verdict_takes_the_most_plausible_row_within_one_point(study) -> None:
     assert set(summary["paired_tests_vs_lambda0"]) == {"04_l1 - 01_sent_l0", "11_l5 - 01_sent_l0"}
 
 
+def _eval_file(path: Path, system: str, mrr: float, lift: float, faithfulness: bool) -> None:
+    """The fields of an ``evals/run_retrieval.py`` result file that the full-budget table reads."""
+    pairs = {"evidence_lt50": {"lift": lift, "auprc_minus_share": lift / 10}, "all": {"lift": 1.0}}
+    metrics = {"metrics": {"mrr@10": mrr}}
+    data = {
+        "systems": [{"label": "minilm"}, {"label": system}] if system != "only" else [{"label": system}],
+        "retrieval": {p: {"systems": {system: metrics}} for p in ("article/paper", "corpus/paper")},
+        "explanations": {f"{system} attention": {"pairs": pairs, "top1": {"evidence_hit@1": 0.5}}},
+        "faithfulness": (
+            {system: {"summary": {"attention": {"eraser_comprehensiveness_aopc": 0.1, "eraser_sufficiency_aopc": 0.2}}}}
+            if faithfulness
+            else {}
+        ),
+    }
+    path.write_text(json.dumps(data))
+
+
+def test_full_budget_rows_and_verdict(study, tmp_path) -> None:
+    _eval_file(tmp_path / "ref.json", "ck/ref", 0.750, 1.07, faithfulness=True)
+    for seed, (mrr, lift) in zip((42, 43), ((0.752, 1.50), (0.748, 1.56)), strict=True):
+        _eval_file(tmp_path / f"hi-s{seed}.json", "only", mrr, lift, faithfulness=seed == 42)
+    _eval_file(tmp_path / "costly.json", "only", 0.700, 1.90, faithfulness=False)
+    spec = {
+        "ref": ("reference", ["ref.json::ck/ref"]),
+        "hi": ("high lambda", ["hi-s42.json", "hi-s43.json", "hi-s44.json"]),  # seed 44 not run yet: left out
+        "costly": ("too costly", ["costly.json"]),
+        "absent": ("never run", ["nothing.json"]),
+    }
+    rows = study.full_budget_rows(spec, root=tmp_path)
+    assert list(rows) == ["ref", "hi", "costly"]
+    assert rows["hi"]["files"] == ["hi-s42.json", "hi-s43.json"]
+    assert rows["hi"]["lift_lt50"]["mean"] == pytest.approx(1.53)
+    assert rows["hi"]["lift_lt50"]["std"] == pytest.approx(np.std([1.50, 1.56], ddof=1))
+    assert rows["hi"]["comprehensiveness_aopc"]["n"] == 1 and rows["costly"]["sufficiency_aopc"] is None
+    assert rows["ref"]["article_mrr@10"]["mean"] == pytest.approx(0.750)
+    entries = {"01_sent_l0-s42": _entry("01_sent_l0", 0.700, 1.00)}
+    summary, table = study.summarise({"entries": entries}, {}, rows)
+    verdict = summary["full_budget"]["verdict"]
+    # the most plausible row within a point of the reference; the costlier, more plausible one is not chosen
+    assert verdict["chosen"] == "hi" and verdict["seeds"] == 2 and verdict["target_reached"] is True
+    assert "Verdict (full budget)" in table and "| hi | high lambda | 2 |" in table
+
+
 def test_study_trains_evaluates_and_resumes(study, tmp_path, tiny_bert_dir, synthetic_data_dir, monkeypatch) -> None:
     configs = tmp_path / "configs"
     configs.mkdir()
@@ -121,6 +164,7 @@ def test_study_trains_evaluates_and_resumes(study, tmp_path, tiny_bert_dir, synt
     argv = ["x", "--configs", str(configs), "--checkpoints", str(tmp_path / "ck"), "--out", str(out)]
     argv += ["--data-dir", str(synthetic_data_dir), "--heads", "01_sent_l0-s42"]
     monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(study, "FULL_BUDGET", {})  # the repository's own results files are not this test's
     study.main()
     first = json.loads(out.read_text())
     assert set(first["entries"]) == {"01_sent_l0-s42", "04_sent_l1-s42"}
