@@ -77,6 +77,7 @@ FULL_BUDGET: dict[str, tuple[str, list[str]]] = {
     "7f": ("lambda 0.05 (row 7c, three epochs)", ["results/eval-validation-current.json::checkpoints/cera-best"]),
     "7h": ("lambda 1.0", [f"results/eval-validation-7h-s{s}.json" for s in (42, 43, 44)]),
     "7i": ("lambda 5.0", [f"results/eval-validation-7i-s{s}.json" for s in (42, 43, 44)]),
+    "7j": ("lambda 20.0", [f"results/eval-validation-7j-s{s}.json" for s in (42, 43, 44)]),
 }
 
 
@@ -480,8 +481,8 @@ def _full_budget_verdict(rows: dict[str, Any], overlap_lift: float | None) -> di
     reached = lift >= TARGET_LIFT
     text = (
         f"among the full-budget rows within {MAX_MRR_COST:.2f} MRR@10 of row {reference} ({base:.3f}), the most "
-        f"plausible attention is row {chosen} (lift {lift:.2f} on the <50% pairs, {n} seed{'s' * (n > 1)}"
-        + (f"; question overlap {overlap_lift:.2f}" if overlap_lift is not None else "")
+        f"plausible attention is row {chosen} (lift {lift:.3f} on the <50% pairs, {n} seed{'s' * (n > 1)}"
+        + (f"; question overlap {overlap_lift:.3f}" if overlap_lift is not None else "")
         + f"); target {TARGET_LIFT} " + ("reached." if reached else "NOT reached.")
     )  # fmt: skip
     return {"text": text, "chosen": chosen, "lift": lift, "seeds": n, "target_reached": reached}

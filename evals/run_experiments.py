@@ -182,6 +182,9 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7h", "7f"),
         ("7h", "2c"),
         ("7i", "7h"),
+        ("7i", "7f"),
+        ("7i", "2c"),
+        ("7j", "7i"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):
