@@ -40,6 +40,11 @@ class TrainConfig(BaseModel):
 
     negatives: NegativeStrategy = "hybrid"
     n_negatives: int = Field(2, ge=0, le=20)
+    negative_draw: Literal["top", "sample"] = Field(
+        "top",
+        description="top: the first n_negatives mined for a prompt, the same every epoch; sample: n_negatives "
+        "drawn afresh each epoch from the data config's negatives_per_query mined ones.",
+    )
     corpus_negatives: int = Field(
         0, ge=0, le=20, description="BM25 negatives from other articles, added to the in-article ones."
     )

@@ -110,10 +110,12 @@ def epoch_batches(
     ``corpus_negatives`` (``mine_corpus_negatives``) is mined here when the config asks for them and
     none are given; the trainer mines them once per run. ``evidence_negatives`` are drawn afresh each
     epoch from ``evidence_negative_pools`` with a generator of their own, so a config without them
-    sees exactly the batches it saw before the option existed.
+    sees exactly the batches it saw before the option existed; ``negative_draw="sample"`` draws the
+    in-article negatives from the mined pool with another, for the same reason.
     """
     rng = random.Random(config.seed * 1000 + epoch)
     evidence_rng = random.Random(f"evidence-negatives:{config.seed}:{epoch}")
+    draw_rng = random.Random(f"negative-draw:{config.seed}:{epoch}")
     evidence_pools = evidence_negative_pools(split) if config.evidence_negatives else {}
     exs = [ex for ex in split.examples if ex.positives]
     if config.max_train_prompts:
@@ -128,9 +130,13 @@ def epoch_batches(
         negs = []
         for ex in chunk:
             pool = ex.negatives.get(config.negatives, []) if config.negatives != "none" else []
-            own = [(ex.prompt.article_id, i) for i in pool[: config.n_negatives]]
+            if config.negative_draw == "sample":
+                picked = draw_rng.sample(pool, min(config.n_negatives, len(pool)))
+            else:
+                picked = pool[: config.n_negatives]
+            own = [(ex.prompt.article_id, i) for i in picked]
             if config.evidence_negatives:
-                taken = set(pool[: config.n_negatives])
+                taken = set(picked)
                 results = [i for i in evidence_pools.get(ex.prompt.prompt_id, []) if i not in taken]
                 picked = evidence_rng.sample(results, min(config.evidence_negatives, len(results)))
                 own += [(ex.prompt.article_id, i) for i in picked]

@@ -185,6 +185,8 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7i", "7f"),
         ("7i", "2c"),
         ("7j", "7i"),
+        ("7k", "7i"),
+        ("7l", "7i"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):

@@ -155,6 +155,31 @@ def test_evidence_negatives_hold_another_prompts_evidence(tmp_path, tiny_bert_di
     assert [b.negatives for b in with_evidence] == [b.negatives for b in epoch_batches(split, cfg, 0)]
 
 
+def test_sampled_negatives_vary_by_epoch_within_the_mined_pool(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
+    """negative_draw="sample": n of the mined negatives, drawn afresh per epoch; queries and positives unchanged."""
+    from cera_rag.data.dataset import load_processed
+
+    top = _config(tmp_path, tiny_bert_dir)
+    cfg = top.model_copy(update={"negative_draw": "sample"})
+    split = load_processed("train", cfg.data, synthetic_data_dir)
+    mined = {ex.prompt.prompt_id: ex.negatives.get(cfg.negatives, []) for ex in split.examples}
+    assert any(len(pool) > cfg.n_negatives for pool in mined.values()), "needs prompts with spare mined negatives"
+    drawn: dict[str, set[tuple[int, ...]]] = {}
+    for epoch in range(4):
+        sampled, fixed = epoch_batches(split, cfg, epoch), epoch_batches(split, top, epoch)
+        assert [b.queries for b in sampled] == [b.queries for b in fixed]
+        assert [b.positives for b in sampled] == [b.positives for b in fixed]
+        for batch, base in zip(sampled, fixed, strict=True):
+            for ex, negs, old in zip(batch.examples, batch.negatives, base.negatives, strict=True):
+                pool = mined[ex.prompt.prompt_id]
+                assert old == [(ex.prompt.article_id, i) for i in pool[: cfg.n_negatives]]
+                assert len(negs) == len(old) == len(set(negs))
+                assert {i for _, i in negs} <= set(pool)
+                drawn.setdefault(ex.prompt.prompt_id, set()).add(tuple(sorted(i for _, i in negs)))
+        assert [b.negatives for b in sampled] == [b.negatives for b in epoch_batches(split, cfg, epoch)]
+    assert any(len(sets) > 1 for sets in drawn.values()), "sampled negatives never changed between epochs"
+
+
 def test_presets_and_config_files() -> None:
     for name in PRESETS:
         assert isinstance(load_config(name), TrainConfig)
