@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -21,12 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from cera_rag.data.dataset import DataConfig, load_processed  # noqa: E402
 from cera_rag.data.negatives import NEGATIVE_STRATEGIES  # noqa: E402
-
-NUMBER = re.compile(r"\d+(?:\.\d+)?%?")
-
-
-def result_numbers(text: str) -> set[str]:
-    return {n for n in NUMBER.findall(text) if "." in n or "%" in n or len(n) >= 2}
+from cera_rag.evaluation.errors import result_numbers  # noqa: E402
 
 
 def main() -> None:

@@ -190,8 +190,20 @@ def test_negative_overlap_script(synthetic_data_dir: Path, tmp_path: Path) -> No
         assert 0 < row["negatives"] and 0 <= row["restating"] <= row["negatives"]
 
 
-def test_result_numbers_keep_only_result_like_numbers() -> None:
-    sys.path.insert(0, str(ROOT / "evals"))
-    from negative_overlap import result_numbers
-
-    assert result_numbers("3 groups; 12.5% vs 8.1 mm (p = 0.03), n = 40 of 2") == {"12.5%", "8.1", "0.03", "40"}
+def test_error_analysis_script(synthetic_data_dir: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "errors"
+    proc = subprocess.run(
+        [sys.executable, "evals/error_analysis.py", "--systems", str(tiny_bert_dir), "--split", "train"]
+        + ["--data-dir", str(synthetic_data_dir), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    row = report["systems"][tiny_bert_dir.name]
+    assert row["queries"] > 0 and sum(row["miss_kinds"].values()) == row["misses_at_1"]
+    assert row["hit@1"] == pytest.approx(1 - row["misses_at_1"] / row["queries"], abs=1e-3)
+    assert row["lenient_mrr@10"] >= row["mrr@10"] and row["lenient_hit@1"] >= row["hit@1"]
+    assert tiny_bert_dir.name in out.with_suffix(".md").read_text()
