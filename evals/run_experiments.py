@@ -50,6 +50,18 @@ def atomic_json(path: Path, obj: Any) -> None:
     write_json(path, obj)
 
 
+def record_entry(path: Path, key: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """Add one entry to the results file as it is *now* and return the merged results.
+
+    Two runners (e.g. ``--rows 7k`` and ``--rows 7l`` side by side) each read the file when they start;
+    writing back that start-time copy would drop the entries the other wrote meanwhile.
+    """
+    results = json.loads(path.read_text()) if path.is_file() else {"entries": {}}
+    results["entries"][key] = entry
+    atomic_json(path, results)
+    return results
+
+
 def train_entry(spec: dict[str, Any], seed: int, out_dir: Path, data_dir: str | None) -> float:
     """Train one (row, seed) unless its checkpoint exists; returns training seconds (0 when skipped)."""
     if (out_dir / "config.json").is_file() and any(out_dir.glob("*.safetensors")):
@@ -268,9 +280,10 @@ def main() -> None:
                 "eval_backend": resolve_backend("auto"),
                 "eval": evaluate_entry(model, pooling, val),
             }
-            results["entries"][key] = entry
+            results = record_entry(out, key, entry)
             print(f"[{key}] {entry['eval']['paper']['metrics']}", flush=True)
-            atomic_json(out, results)
+    if out.is_file():  # what other runners wrote since this one started is summarised too
+        results = json.loads(out.read_text())
     summary, table = summarise(results, specs)
     results["summary"] = summary
     import torch

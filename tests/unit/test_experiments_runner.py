@@ -100,3 +100,13 @@ def test_corpus_cells_and_tests_use_the_seeds_that_measured_the_corpus(runner) -
     # the corpus-pool test pairs 07e with 07c's one corpus seed: +0.05 on both queries
     assert summary["paired_tests"]["row7e-row7c/corpus/paper/mrr@10"]["mean_diff"] == pytest.approx(0.05)
     assert "| row7e-row7c | corpus/paper |" in table
+
+
+def test_record_entry_keeps_what_another_runner_wrote(runner, tmp_path) -> None:
+    """Two runners started from the same file: each entry is merged into the file as it is when written."""
+    out = tmp_path / "rows.json"
+    out.write_text(json.dumps({"entries": {"old-s42": {"seed": 42}}, "summary": {}}))
+    runner.record_entry(out, "7k-s43", {"seed": 43})  # runner A
+    merged = runner.record_entry(out, "7l-s42", {"seed": 42})  # runner B, started before A wrote
+    assert set(merged["entries"]) == {"old-s42", "7k-s43", "7l-s42"}
+    assert json.loads(out.read_text()) == merged
