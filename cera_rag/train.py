@@ -131,12 +131,12 @@ def epoch_batches(
         for ex in chunk:
             pool = ex.negatives.get(config.negatives, []) if config.negatives != "none" else []
             if config.negative_draw == "sample":
-                picked = draw_rng.sample(pool, min(config.n_negatives, len(pool)))
+                drawn = draw_rng.sample(pool, min(config.n_negatives, len(pool)))
             else:
-                picked = pool[: config.n_negatives]
-            own = [(ex.prompt.article_id, i) for i in picked]
+                drawn = pool[: config.n_negatives]
+            own = [(ex.prompt.article_id, i) for i in drawn]
             if config.evidence_negatives:
-                taken = set(picked)
+                taken = set(drawn)
                 results = [i for i in evidence_pools.get(ex.prompt.prompt_id, []) if i not in taken]
                 picked = evidence_rng.sample(results, min(config.evidence_negatives, len(results)))
                 own += [(ex.prompt.article_id, i) for i in picked]

@@ -7,7 +7,8 @@ the table's "mrr@10" column); every miss of the top passage is sorted into a kin
 result with two or more of the evidence's result numbers, another prompt's evidence, next to the
 evidence, other), and lenient hit@1 / MRR@10 also count the restating passages as relevant: how
 much of the distance to a perfect score is the annotations' single location rather than the
-retriever. Passage vectors come from the evaluation cache (``run_retrieval.py`` fills it).
+retriever. Passage vectors come from the evaluation cache that ``run_retrieval.py`` fills (what is
+missing is encoded and added).
 Writes ``results/error_analysis.{json,md}``.
 """
 
@@ -18,8 +19,6 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -91,7 +90,6 @@ def main() -> None:
         "queries": first["queries"],
         "queries_with_a_restating_passage": first["queries_with_a_restating_passage"],
         "systems": systems,
-        "mean": {k: round(float(np.mean([s[k] for s in systems.values()])), 4) for k in SUMMED},
     }
     write_json(Path(args.out).with_suffix(".json"), payload, indent=1)
     write_text(Path(args.out).with_suffix(".md"), _markdown(payload))

@@ -67,7 +67,7 @@ def miss_kind(ex: PromptExample, top: int, restating: set[int], others_evidence:
 
 
 def other_prompts_positives(split: ProcessedSplit) -> dict[str, set[int]]:
-    """Per prompt id, the positives of the other prompts of its article (those asking something else)."""
+    """Per prompt id, the positives of the other prompts of its article that are not its own positives."""
     by_article: dict[str, list[PromptExample]] = {}
     for ex in split.examples:
         by_article.setdefault(ex.prompt.article_id, []).append(ex)
