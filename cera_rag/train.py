@@ -27,7 +27,14 @@ import torch
 
 from cera_rag.atomic import write_json
 from cera_rag.config import TrainConfig, save_config
-from cera_rag.data.dataset import DataConfig, ProcessedSplit, PromptExample, PromptSelection, load_processed
+from cera_rag.data.dataset import (
+    DataConfig,
+    ProcessedSplit,
+    PromptExample,
+    PromptSelection,
+    evidence_negative_pools,
+    load_processed,
+)
 from cera_rag.data.negatives import cross_article_negatives
 from cera_rag.data.queries import PAPER_TEMPLATE, TRAIN_TEMPLATES, sample_query
 from cera_rag.data.rationale import wordpiece_targets
@@ -68,35 +75,6 @@ def mine_corpus_negatives(split: ProcessedSplit, config: TrainConfig) -> dict[st
     """``config.corpus_negatives`` cross-article BM25 negatives per training prompt (deterministic)."""
     prompts = [ex.prompt for ex in split.examples if ex.positives]
     return cross_article_negatives(split.passages, prompts, config.corpus_negatives)
-
-
-def _question_key(ex: PromptExample) -> tuple[str, ...]:
-    """Intervention, comparator and outcome, case and spacing folded: two prompts that ask the same."""
-    p = ex.prompt
-    return tuple(" ".join(x.lower().split()) for x in (p.intervention, p.comparator, p.outcome))
-
-
-def evidence_negative_pools(split: ProcessedSplit) -> dict[str, list[int]]:
-    """Per prompt id, the passages of its article that are a positive of *another* prompt and not its own.
-
-    Within an article the passage that competes hardest with the evidence is not opinion or
-    background but another reported result (the same trial's other outcomes): the reader trains
-    against it (``n_other_evidence``), and so can the bi-encoder (``evidence_negatives``). Unlike the
-    reader's pool, a prompt that repeats this one's intervention, comparator and outcome is skipped:
-    its evidence answers this question too. (A passage holding fewer than ``min_positive_overlap``
-    characters of this prompt's evidence is not its positive and may be drawn, as for the reader.)
-    """
-    by_article: dict[str, list[PromptExample]] = {}
-    for ex in split.examples:
-        if ex.positives:
-            by_article.setdefault(ex.prompt.article_id, []).append(ex)
-    out: dict[str, list[int]] = {}
-    for exs in by_article.values():
-        for ex in exs:
-            own, key = set(ex.positives), _question_key(ex)
-            pool = {i for other in exs if _question_key(other) != key for i in other.positives}
-            out[ex.prompt.prompt_id] = sorted(pool - own)
-    return out
 
 
 def epoch_batches(
@@ -439,7 +417,6 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "epoch_batches",
-    "evidence_negative_pools",
     "mine_corpus_negatives",
     "train",
 ]

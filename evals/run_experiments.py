@@ -199,6 +199,8 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7j", "7i"),
         ("7k", "7i"),
         ("7l", "7i"),
+        ("7m", "7k"),
+        ("7m", "7i"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):

@@ -307,6 +307,35 @@ def load_processed(
     return processed
 
 
+def question_key(ex: PromptExample) -> tuple[str, ...]:
+    """Intervention, comparator and outcome, case and spacing folded: two prompts that ask the same."""
+    p = ex.prompt
+    return tuple(" ".join(x.lower().split()) for x in (p.intervention, p.comparator, p.outcome))
+
+
+def evidence_negative_pools(split: ProcessedSplit) -> dict[str, list[int]]:
+    """Per prompt id, the passages of its article that are a positive of *another* prompt and not its own.
+
+    Within an article the passage that competes hardest with the evidence is not opinion or
+    background but another reported result (the same trial's other outcomes): the reader trains
+    against it (``n_other_evidence``), and so can the bi-encoder (``evidence_negatives``). Unlike the
+    reader's pool, a prompt that repeats this one's intervention, comparator and outcome is skipped:
+    its evidence answers this question too. (A passage holding fewer than ``min_positive_overlap``
+    characters of this prompt's evidence is not its positive and may be drawn, as for the reader.)
+    """
+    by_article: dict[str, list[PromptExample]] = {}
+    for ex in split.examples:
+        if ex.positives:
+            by_article.setdefault(ex.prompt.article_id, []).append(ex)
+    out: dict[str, list[int]] = {}
+    for exs in by_article.values():
+        for ex in exs:
+            own, key = set(ex.positives), question_key(ex)
+            pool = {i for other in exs if question_key(other) != key for i in other.positives}
+            out[ex.prompt.prompt_id] = sorted(pool - own)
+    return out
+
+
 def sample_training_triples(
     split: ProcessedSplit, strategy: str, n_negatives: int, rng: random.Random
 ) -> list[tuple[PromptExample, int, list[int]]]:

@@ -6,8 +6,8 @@ other. ``miss_kind`` sorts each miss of the top passage into the first kind that
 
 * ``restates_result``: the top passage shares at least ``min_shared`` of the evidence's result numbers
   (decimals, percentages, numbers of two or more digits): most likely the same result, unannotated;
-* ``another_prompts_evidence``: it is a positive of another prompt of the same article (another
-  outcome or comparison of the trial);
+* ``another_prompts_evidence``: it is a positive of another prompt of the same article that asks
+  another question (another outcome or comparison of the trial: the bi-encoder's evidence negatives);
 * ``next_to_evidence``: it is the passage just before or after a positive;
 * ``other``.
 
@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cera_rag.data.dataset import ProcessedSplit, PromptExample
+from cera_rag.data.dataset import ProcessedSplit, PromptExample, evidence_negative_pools
 from cera_rag.evaluation.retrieval import query_id
 
 MISS_KINDS = ("restates_result", "another_prompts_evidence", "next_to_evidence", "other")
@@ -53,7 +53,7 @@ def miss_kind(ex: PromptExample, top: int, restating: set[int], others_evidence:
     """The kind of miss when passage ``top`` of the article ranks first, or ``None`` when it is a positive.
 
     ``restating``: ``restating_passages`` of the prompt; ``others_evidence``: the positives of the
-    article's other prompts (``other_prompts_positives``).
+    article's prompts that ask another question (``evidence_negative_pools``).
     """
     if top in ex.positives:
         return None
@@ -64,18 +64,6 @@ def miss_kind(ex: PromptExample, top: int, restating: set[int], others_evidence:
     if any(abs(top - i) == 1 for i in ex.positives):
         return "next_to_evidence"
     return "other"
-
-
-def other_prompts_positives(split: ProcessedSplit) -> dict[str, set[int]]:
-    """Per prompt id, the positives of the other prompts of its article that are not its own positives."""
-    by_article: dict[str, list[PromptExample]] = {}
-    for ex in split.examples:
-        by_article.setdefault(ex.prompt.article_id, []).append(ex)
-    out: dict[str, set[int]] = {}
-    for exs in by_article.values():
-        for ex in exs:
-            out[ex.prompt.prompt_id] = {i for o in exs if o is not ex for i in o.positives} - set(ex.positives)
-    return out
 
 
 def _first_relevant_rank(ranked: Sequence[int], relevant: set[int], k: int = 10) -> int | None:
@@ -97,7 +85,7 @@ def error_summary(
         min_shared: result numbers a passage must share with the evidence to count as a restatement.
     """
     index = {p.passage_id: i for a in split.passages for i, p in enumerate(split.passages[a])}
-    others = other_prompts_positives(split)
+    others = evidence_negative_pools(split)
     kinds: Counter[str] = Counter()
     strict_rr, lenient_rr, second = [], [], 0
     with_restatement = 0
@@ -110,7 +98,7 @@ def error_summary(
         lenient = _first_relevant_rank(ranked, set(ex.positives) | restating)
         strict_rr.append(1.0 / strict if strict else 0.0)
         lenient_rr.append(1.0 / lenient if lenient else 0.0)
-        kind = miss_kind(ex, ranked[0], restating, others.get(ex.prompt.prompt_id, set()))
+        kind = miss_kind(ex, ranked[0], restating, set(others.get(ex.prompt.prompt_id, ())))
         if kind is not None:
             kinds[kind] += 1
             second += strict == 2

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from cera_rag.data.dataset import evidence_negative_pools
 from cera_rag.evaluation.errors import (
     error_summary,
     miss_kind,
-    other_prompts_positives,
     restating_passages,
     result_numbers,
 )
@@ -25,16 +25,18 @@ TEXTS = [
 ]
 
 
-def _example(pid: str, positives: list[int], evidence: str) -> Any:
-    prompt = SimpleNamespace(prompt_id=pid, article_id="A")
+def _example(pid: str, positives: list[int], evidence: str, outcome: str) -> Any:
+    prompt = SimpleNamespace(
+        prompt_id=pid, article_id="A", intervention="drug X", comparator="placebo", outcome=outcome
+    )
     return SimpleNamespace(prompt=prompt, positives=positives, evidence_texts=[evidence])
 
 
 @pytest.fixture()
 def split() -> Any:
     passages = {"A": [SimpleNamespace(passage_id=f"A-{i}", text=t) for i, t in enumerate(TEXTS)]}
-    a = _example("a", [2], "FEV1 rose by 12.5% vs 3.1% (p = 0.03)")
-    b = _example("b", [3], "Dyspnoea fell in both arms.")
+    a = _example("a", [2], "FEV1 rose by 12.5% vs 3.1% (p = 0.03)", "FEV1")
+    b = _example("b", [3], "Dyspnoea fell in both arms.", "dyspnoea")
     return SimpleNamespace(passages=passages, examples=[a, b])
 
 
@@ -49,7 +51,7 @@ def test_result_numbers_keep_only_result_like_numbers() -> None:
 def test_each_miss_kind_is_recognised(split: Any) -> None:
     a = split.examples[0]
     restating = restating_passages(split, a)
-    others = other_prompts_positives(split)["a"]
+    others = set(evidence_negative_pools(split)["a"])
     assert restating == {4} and others == {3}
     assert miss_kind(a, 2, restating, others) is None
     assert [miss_kind(a, top, restating, others) for top in (4, 3, 1, 5)] == [
@@ -60,6 +62,18 @@ def test_each_miss_kind_is_recognised(split: Any) -> None:
     ]
     # a prompt whose evidence holds fewer result numbers than asked has no restatement
     assert restating_passages(split, split.examples[1]) == set()
+
+
+def test_a_prompt_asking_the_same_question_is_not_another_prompts_evidence(split: Any) -> None:
+    """A second annotator's prompt that repeats a's question marks a's evidence elsewhere: not a competitor."""
+    repeat = _example("a2", [5], "We think the drug is promising.", " fev1 ")
+    split.examples.append(repeat)
+    a = split.examples[0]
+    others = set(evidence_negative_pools(split)["a"])
+    assert others == {3}
+    assert miss_kind(a, 5, restating_passages(split, a), others) == "other"
+    run = {"a": _run([5, 2, 0, 1, 3, 4])}
+    assert error_summary(split, [a], run)["miss_kinds"]["other"] == 1
 
 
 def test_summary_counts_misses_and_lenient_scores_only_add_restatements(split: Any) -> None:

@@ -127,8 +127,7 @@ def test_corpus_negatives_come_from_other_articles(tmp_path, tiny_bert_dir, synt
 def test_evidence_negatives_hold_another_prompts_evidence(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
     """Evidence negatives: another prompt's positive in the same article, never one's own, and the rest unchanged."""
     from cera_rag.data.config import DataConfig
-    from cera_rag.data.dataset import load_processed
-    from cera_rag.train import evidence_negative_pools
+    from cera_rag.data.dataset import evidence_negative_pools, load_processed
 
     # short passages, so that the two prompts of an article have their evidence in different passages
     plain = _config(tmp_path, tiny_bert_dir, data=DataConfig(max_words=12))
