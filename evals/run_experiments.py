@@ -198,6 +198,7 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7i", "2c"),
         ("7j", "7i"),
         ("7k", "7i"),
+        ("7k", "2c"),
         ("7l", "7i"),
         ("7m", "7k"),
         ("7m", "7i"),
