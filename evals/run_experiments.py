@@ -202,6 +202,7 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7l", "7i"),
         ("7m", "7k"),
         ("7m", "7i"),
+        ("7n", "7k"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):

@@ -60,3 +60,29 @@ def test_int8_weights_use_seven_bits_only_on_avx2_cpus_without_vnni(monkeypatch)
         assert name == ("model.avx2.int8.onnx" if reduced else "model.int8.onnx")
         assert name.endswith(".int8.onnx")  # backend_name still reports onnx-int8
     cpu.int8_needs_reduced_range.cache_clear()
+
+
+def test_summary_only_rewrites_the_table_from_the_json_files_and_judges_the_training_row(tmp_path) -> None:
+    """``run_all.py --summary-only`` runs no benchmark; the training row says met / not met against 15 min."""
+    import json
+    import subprocess
+
+    record = {
+        "command": "python benchmarks/bench_train.py --preset best --steps 10",
+        "seconds_per_step": {"median": 7.64},
+        "epoch_minutes_estimate": 15.7,
+        "peak_rss_mb": 5341.5,
+        "n_negatives": 4,
+    }
+    (tmp_path / "bench_train_best.json").write_text(json.dumps(record))
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--summary-only", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "$ " not in out.stdout  # no benchmark was started
+    table = (tmp_path / "bench_summary.md").read_text()
+    assert "| training, best preset (4 negatives a query) | 7.64 s/step, epoch 15.7 min" in table
+    assert "<= 15 min/epoch: **not met** |" in table
