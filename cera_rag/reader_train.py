@@ -38,7 +38,7 @@ from cera_rag.errors import ConfigError
 from cera_rag.model import TruncationWarning, check_output_dir, token_lengths
 from cera_rag.paths import DEFAULT_BASE_MODEL
 from cera_rag.reader import CERAReader
-from cera_rag.run_state import RunState, adamw_groups, sigint_sets_interrupted, trim_log
+from cera_rag.run_state import RunState, adamw_groups, run_dir_for, sigint_sets_interrupted, trim_log
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +280,7 @@ class ReaderTrainer:
             raise ConfigError(
                 f"output_dir {config.output_dir!r} names no folder of its own; give one such as checkpoints/my-reader."
             )
-        self.run_dir = self.output_dir.with_name(self.output_dir.name + ".run")
+        self.run_dir = run_dir_for(self.output_dir)
         self._interrupted = False
 
     def train(self, resume: bool = False, show_progress: bool = True) -> ReaderTrainResult:
@@ -354,9 +354,10 @@ class ReaderTrainer:
         total = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
         opt = torch.optim.AdamW(adamw_groups(reader, cfg.weight_decay), lr=cfg.lr)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-        state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0, "history": []}
+        state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0, "history": [], "total": total}
         if resume:
             state = run_state.load(opt, sched)
+            state["total"] = total  # states saved before it was recorded gain it
             log.info("Resuming %s at step %d", self.run_dir, state["step"])
         self.output_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.output_dir.with_name(self.output_dir.name + ".log.jsonl")

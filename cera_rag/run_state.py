@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 
 from cera_rag.atomic import write_text
 from cera_rag.errors import CheckpointError
@@ -27,6 +28,17 @@ log = logging.getLogger(__name__)
 
 #: Written last by ``RunState.save``: its presence marks a complete state.
 CONFIG_FILE = "train_config.yaml"
+
+
+def run_dir_for(output_dir: Path) -> Path:
+    """Where the run that writes ``output_dir`` keeps its resumable state: ``<output_dir>.run``."""
+    return output_dir.with_name(output_dir.name + ".run")
+
+
+def checkpoint_finished(output_dir: Path) -> bool:
+    """``output_dir`` holds a model (config and safetensors) whose training run is not still unfinished."""
+    has_model = (output_dir / "config.json").is_file() and any(output_dir.glob("*.safetensors"))
+    return has_model and not RunState(run_dir_for(output_dir)).unfinished
 
 
 class RunState:
@@ -42,6 +54,26 @@ class RunState:
     @property
     def model_dir(self) -> Path:
         return self.run_dir / "model"
+
+    @property
+    def unfinished(self) -> bool:
+        """A saved state that stopped before the run's last step.
+
+        The best epoch so far is already in ``output_dir`` then, so a finished-looking checkpoint
+        can be an intermediate one: whoever skips finished runs must resume these. States saved
+        before ``total`` was recorded are judged by their config's ``epochs`` and ``max_steps``.
+        """
+        if not self.exists:
+            return False
+        state = json.loads((self.run_dir / "state.json").read_text(encoding="utf-8"))
+        if "total" in state:
+            return int(state["step"]) < int(state["total"])
+        config_path = self.run_dir / CONFIG_FILE
+        config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        max_steps = (config or {}).get("max_steps")
+        if max_steps and int(state["step"]) >= int(max_steps):
+            return False
+        return int(state["epoch"]) < int((config or {}).get("epochs", 1))
 
     def save(
         self,

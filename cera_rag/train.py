@@ -42,7 +42,14 @@ from cera_rag.errors import ConfigError
 from cera_rag.evaluation.retrieval import TRAIN_METRICS, build_qrels, dense_run, evaluate_run
 from cera_rag.losses import AttentionAlignmentLoss, ranking_loss
 from cera_rag.model import CERAEncoder, check_output_dir
-from cera_rag.run_state import RunState, adamw_groups, sigint_sets_interrupted, trim_log
+from cera_rag.run_state import (
+    RunState,
+    adamw_groups,
+    checkpoint_finished,
+    run_dir_for,
+    sigint_sets_interrupted,
+    trim_log,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +150,7 @@ class Trainer:
                 f"output_dir {config.output_dir!r} names no folder of its own (the best checkpoint replaces "
                 "the folder); give one such as checkpoints/my-run."
             )
-        self.run_dir = self.output_dir.with_name(self.output_dir.name + ".run")
+        self.run_dir = run_dir_for(self.output_dir)
         self._interrupted = False
 
     # -------------------------------------------------------------------------- set-up
@@ -296,9 +303,10 @@ class Trainer:
         total = min(steps_per_epoch * cfg.epochs, cfg.max_steps or steps_per_epoch * cfg.epochs)
         opt = torch.optim.AdamW(adamw_groups(encoder, cfg.weight_decay), lr=cfg.lr)
         sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
-        state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0, "history": []}
+        state: dict[str, Any] = {"step": 0, "epoch": 0, "best": -1.0, "history": [], "total": total}
         if resume:
             state = self._load_state(opt, sched)
+            state["total"] = total  # states saved before it was recorded gain it
             log.info("Resuming %s at step %d", self.run_dir, state["step"])
         self.output_dir.parent.mkdir(parents=True, exist_ok=True)
         log_path = self.output_dir.with_name(self.output_dir.name + ".log.jsonl")
@@ -412,6 +420,20 @@ def train(config: TrainConfig, resume: bool = False, data_dir: str | os.PathLike
     return Trainer(config, data_dir).train(resume=resume)
 
 
+def train_unless_finished(config: TrainConfig, data_dir: str | os.PathLike[str] | None = None) -> float:
+    """Train into ``config.output_dir`` unless a finished checkpoint is there, resuming an interrupted run.
+
+    Returns the seconds spent training (0 when the checkpoint was finished). Checks the resumable
+    state, not only the checkpoint: an interrupted run has already saved its best epoch so far.
+    """
+    output_dir = Path(config.output_dir).expanduser()
+    if checkpoint_finished(output_dir):
+        return 0.0
+    start = time.time()
+    Trainer(config, data_dir).train(resume=RunState(run_dir_for(output_dir)).exists)
+    return time.time() - start
+
+
 __all__ = [
     "Batch",
     "TrainResult",
@@ -419,4 +441,5 @@ __all__ = [
     "epoch_batches",
     "mine_corpus_negatives",
     "train",
+    "train_unless_finished",
 ]

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -84,16 +83,12 @@ FULL_BUDGET: dict[str, tuple[str, list[str]]] = {
 
 
 def train_row(train: dict[str, Any], seed: int, out_dir: Path, data_dir: str | None) -> float:
-    """Train one (row, seed) unless its checkpoint exists; returns training seconds (0 when skipped)."""
+    """Train one (row, seed) unless its checkpoint is finished; returns training seconds (0 when skipped)."""
     from cera_rag.config import load_config
-    from cera_rag.train import Trainer
+    from cera_rag.train import train_unless_finished
 
-    if (out_dir / "config.json").is_file() and any(out_dir.glob("*.safetensors")):
-        return 0.0
-    t0 = time.time()
     cfg = load_config("best", None, {**STUDY_BUDGET, **train, "seed": seed, "output_dir": str(out_dir)})
-    Trainer(cfg, data_dir).train(resume=(out_dir.with_name(out_dir.name + ".run") / "state.json").is_file())
-    return time.time() - t0
+    return train_unless_finished(cfg, data_dir)
 
 
 class Validation:

@@ -39,6 +39,7 @@ from cera_rag.evaluation.retrieval import (  # noqa: E402
 )
 from cera_rag.experiments.runner import resolve_backend  # noqa: E402
 from cera_rag.model import CERAEncoder  # noqa: E402
+from cera_rag.run_state import checkpoint_finished  # noqa: E402
 
 STYLES = ("paper", "heldout")
 # corpus-pool results live under "corpus/<style>" (entries written before the corpus pool was added lack them)
@@ -63,27 +64,27 @@ def record_entry(path: Path, key: str, entry: dict[str, Any]) -> dict[str, Any]:
 
 
 def train_entry(spec: dict[str, Any], seed: int, out_dir: Path, data_dir: str | None) -> float:
-    """Train one (row, seed) unless its checkpoint exists; returns training seconds (0 when skipped)."""
-    if (out_dir / "config.json").is_file() and any(out_dir.glob("*.safetensors")):
+    """Train one (row, seed) unless its checkpoint is finished (see ``checkpoint_finished``); returns seconds."""
+    if checkpoint_finished(out_dir):
         return 0.0
-    t0 = time.time()
     if spec["kind"] == "st":
         from cera_rag.experiments.baselines import STBaselineConfig, train_st_baseline
 
+        t0 = time.time()
         train_st_baseline(
             STBaselineConfig(**{**spec.get("train", {}), "seed": seed, "output_dir": str(out_dir)}), data_dir
         )
-    elif spec["kind"] == "cera":
+        return time.time() - t0
+    if spec["kind"] == "cera":
         from cera_rag.config import load_config
-        from cera_rag.train import Trainer
+        from cera_rag.train import train_unless_finished
 
         train = dict(spec.get("train", {}))
         overrides = {**train, "seed": seed, "output_dir": str(out_dir)}
         if int(train.get("epochs", 1)) == 1:
             overrides["eval_split"] = ""  # one epoch: nothing to select; evaluated below
-        cfg = load_config(None, None, overrides)
-        Trainer(cfg, data_dir).train(resume=(out_dir.with_name(out_dir.name + ".run") / "state.json").is_file())
-    return time.time() - t0
+        return train_unless_finished(load_config(None, None, overrides), data_dir)
+    return 0.0
 
 
 def evaluate_entry(model: str, pooling: str | None, val: Any) -> dict[str, Any]:

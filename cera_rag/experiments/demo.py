@@ -63,11 +63,16 @@ class DemoAnswer:
 
 # ----------------------------------------------------------------------------------- checkpoint
 def find_checkpoint(candidates: Sequence[str] | None = None) -> str | None:
-    """The first existing checkpoint folder of ``candidates`` (default: cera-best, then cera-quick)."""
+    """The first finished checkpoint folder of ``candidates`` (default: cera-best, then cera-quick).
+
+    A folder whose training run is still going (or was interrupted) holds only its best epoch so far,
+    so it is passed over.
+    """
     from cera_rag.experiments.rag.ragas_eval import DEFAULT_CERA_MODELS
+    from cera_rag.run_state import checkpoint_finished
 
     for c in candidates or DEFAULT_CERA_MODELS:
-        if (Path(c) / "config.json").is_file():
+        if checkpoint_finished(Path(c)):
             return c
     return None
 
@@ -94,14 +99,14 @@ def ensure_checkpoint(
     if found:
         return found
     from cera_rag.config import load_config
-    from cera_rag.train import Trainer
+    from cera_rag.train import train_unless_finished
 
     if max_steps is None and os.environ.get(MAX_STEPS_ENV):
         max_steps = int(os.environ[MAX_STEPS_ENV])
     cfg = load_config("quick", overrides={"max_steps": max_steps, "output_dir": output_dir})
     echo(f"No CERA checkpoint yet: training the quick preset into {cfg.output_dir} (a few minutes on a CPU).")
-    result = Trainer(cfg, data_dir).train(show_progress=True)
-    return str(result.output_dir)
+    train_unless_finished(cfg, data_dir)  # an interrupted demo resumes its run
+    return str(Path(cfg.output_dir).expanduser())
 
 
 #: Reader checkpoints the demo looks for, best first (the same list as the RAGAS evaluation's).
@@ -118,8 +123,10 @@ def ensure_reader(
     """``reader`` if given, else an existing reader checkpoint, else a freshly trained ``quick`` reader."""
     if reader:
         return reader
-    for c in DEFAULT_READERS:
-        if (Path(c) / "reader_heads.safetensors").is_file():
+    from cera_rag.run_state import RunState, run_dir_for
+
+    for c in DEFAULT_READERS:  # a reader whose training is unfinished holds only its best epoch so far
+        if (Path(c) / "reader_heads.safetensors").is_file() and not RunState(run_dir_for(Path(c))).unfinished:
             return c
     from cera_rag.reader_train import ReaderTrainer, load_reader_config
 
@@ -127,7 +134,8 @@ def ensure_reader(
         max_steps = int(os.environ[MAX_STEPS_ENV])
     cfg = load_reader_config("quick", overrides={"max_steps": max_steps, "output_dir": output_dir})
     echo(f"No CERA reader yet: training the quick reader preset into {cfg.output_dir} (a few minutes on a CPU).")
-    return ReaderTrainer(cfg, data_dir).train(show_progress=True).output_dir
+    resume = RunState(run_dir_for(Path(cfg.output_dir).expanduser())).exists  # an interrupted demo resumes
+    return ReaderTrainer(cfg, data_dir).train(resume=resume, show_progress=True).output_dir
 
 
 # ------------------------------------------------------------------------------------ questions

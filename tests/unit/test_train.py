@@ -9,7 +9,8 @@ import yaml
 from cera_rag.config import PRESETS, TrainConfig, load_config
 from cera_rag.errors import ConfigError
 from cera_rag.model import CERAEncoder
-from cera_rag.train import Trainer, epoch_batches
+from cera_rag.run_state import RunState, checkpoint_finished
+from cera_rag.train import Trainer, epoch_batches, train_unless_finished
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,6 +85,50 @@ def test_interrupted_run_resumes_on_the_same_trajectory(tmp_path, tiny_bert_dir,
     resumed = [r["loss"] for r in _losses(cfg)]
     assert len(resumed) == len(reference)
     assert resumed == pytest.approx(reference, rel=1e-3, abs=1e-4)
+
+
+def test_an_interrupted_run_with_a_saved_best_epoch_is_resumed_not_taken_as_done(
+    tmp_path, tiny_bert_dir, synthetic_data_dir
+) -> None:
+    from cera_rag.data.dataset import load_processed
+
+    cfg = _config(tmp_path, tiny_bert_dir, epochs=2)
+    steps_per_epoch = len(epoch_batches(load_processed("train", cfg.data, synthetic_data_dir), cfg, 0))
+    trainer = Trainer(cfg, synthetic_data_dir)
+    original = trainer.step_loss
+    calls = {"n": 0}
+
+    def interrupt_in_epoch_two(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == steps_per_epoch + 1:
+            trainer._interrupted = True
+        return original(*args, **kwargs)
+
+    trainer.step_loss = interrupt_in_epoch_two  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(show_progress=False)
+    output_dir = Path(cfg.output_dir)
+    assert (output_dir / "config.json").is_file()  # epoch 1, saved as the best so far
+    assert not checkpoint_finished(output_dir)
+
+    assert train_unless_finished(cfg, synthetic_data_dir) > 0
+    state = json.loads((trainer.run_dir / "state.json").read_text())
+    assert state["step"] == state["total"] == 2 * steps_per_epoch
+    assert checkpoint_finished(output_dir)
+    assert train_unless_finished(cfg, synthetic_data_dir) == 0.0
+    assert len(_losses(cfg)) == 2 * steps_per_epoch
+
+
+def test_a_state_saved_before_total_was_recorded_is_judged_by_its_epochs(tmp_path) -> None:
+    run = RunState(tmp_path / "ckpt.run")
+    run.run_dir.mkdir()
+    (run.run_dir / "train_config.yaml").write_text(yaml.safe_dump({"epochs": 3, "max_steps": None}))
+    for epoch, unfinished in ((1, True), (3, False)):
+        (run.run_dir / "state.json").write_text(json.dumps({"step": 123 * epoch, "epoch": epoch}))
+        assert run.unfinished is unfinished
+    (run.run_dir / "train_config.yaml").write_text(yaml.safe_dump({"epochs": 3, "max_steps": 200}))
+    (run.run_dir / "state.json").write_text(json.dumps({"step": 200, "epoch": 1}))
+    assert not run.unfinished
 
 
 def test_resume_without_state_is_clear(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
