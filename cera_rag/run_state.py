@@ -65,7 +65,12 @@ class RunState:
         """
         if not self.exists:
             return False
-        state = json.loads((self.run_dir / "state.json").read_text(encoding="utf-8"))
+        try:
+            state = json.loads((self.run_dir / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise CheckpointError(
+                f"Cannot read the resumable state in {self.run_dir}: {exc}. Delete that folder to start afresh."
+            ) from exc
         if "total" in state:
             return int(state["step"]) < int(state["total"])
         config_path = self.run_dir / CONFIG_FILE

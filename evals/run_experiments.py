@@ -204,6 +204,9 @@ def summarise(results: dict[str, Any], specs: dict[str, dict[str, Any]]) -> tupl
         ("7m", "7k"),
         ("7m", "7i"),
         ("7n", "7k"),
+        ("7o", "7k"),
+        ("7p", "7k"),
+        ("7p", "2c"),
     ):
         if a in by_row and b in by_row:
             for style in (*STYLES, CORPUS):

@@ -207,3 +207,37 @@ def test_error_analysis_script(synthetic_data_dir: Path, tiny_bert_dir: Path, tm
     assert row["hit@1"] == pytest.approx(1 - row["misses_at_1"] / row["queries"], abs=1e-3)
     assert row["lenient_mrr@10"] >= row["mrr@10"] and row["lenient_hit@1"] >= row["hit@1"]
     assert tiny_bert_dir.name in out.with_suffix(".md").read_text()
+
+
+def test_query_length_script(synthetic_data_dir: Path, tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "query_length"
+    proc = subprocess.run(
+        [sys.executable, "evals/query_length.py", "--systems", str(tiny_bert_dir), "--split", "train"]
+        + ["--lengths", "8,512", "--data-dir", str(synthetic_data_dir), "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.with_suffix(".json").read_text())
+    assert report["queries_over"]["paper"]["8"] > 0 and report["queries_over"]["paper"]["512"] == 0
+    cells = report["systems"][str(tiny_bert_dir)]["cells"]
+    assert set(cells) == {"paper/article", "paper/corpus", "heldout/article", "heldout/corpus"}
+    for cell in cells.values():
+        change = cell["change"]["512"]
+        assert change["diff"] == pytest.approx(cell["mrr@10"]["512"] - cell["mrr@10"]["8"], abs=1e-6)
+        assert change["ci_low"] <= change["diff"] <= change["ci_high"]
+    # cutting 8-token queries short changes what is retrieved for some prompt
+    assert any(cell["mrr@10"]["512"] != cell["mrr@10"]["8"] for cell in cells.values())
+
+
+def test_query_length_script_rejects_a_single_length(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "evals/query_length.py", "--systems", "x", "--lengths", "64"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode != 0 and "two or more lengths" in proc.stderr

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from cera_rag.config import PRESETS, TrainConfig, load_config
-from cera_rag.errors import ConfigError
+from cera_rag.errors import CheckpointError, ConfigError
 from cera_rag.model import CERAEncoder
 from cera_rag.run_state import RunState, checkpoint_finished
 from cera_rag.train import Trainer, epoch_batches, train_unless_finished
@@ -129,6 +129,9 @@ def test_a_state_saved_before_total_was_recorded_is_judged_by_its_epochs(tmp_pat
     (run.run_dir / "train_config.yaml").write_text(yaml.safe_dump({"epochs": 3, "max_steps": 200}))
     (run.run_dir / "state.json").write_text(json.dumps({"step": 200, "epoch": 1}))
     assert not run.unfinished
+    (run.run_dir / "state.json").write_text('{"step": 20')  # torn by a crash outside RunState.save
+    with pytest.raises(CheckpointError, match="Delete that folder"):
+        run.unfinished  # noqa: B018
 
 
 def test_resume_without_state_is_clear(tmp_path, tiny_bert_dir, synthetic_data_dir) -> None:
