@@ -62,9 +62,16 @@ from cera_rag.paths import DEFAULT_BASE_MODEL  # noqa: E402
 #: What every trained row shares on top of the ``best`` preset: one epoch on the same 1,000 train
 #: prompts (a full best-preset run is three epochs over ~2,000 prompts, ~30-45 min here; twelve rows of
 #: it do not fit one CPU session). Rows differ only in their own ``train`` keys (each sets its lambda,
-#: so a change of the preset's lambda does not change a row). ``n_negatives`` stays at the 2 every row was
-#: trained with before the preset moved to 4 (row 7k), so a resumed or re-run study means what it meant.
-STUDY_BUDGET: dict[str, Any] = {"epochs": 1, "max_train_prompts": 1000, "eval_split": "", "n_negatives": 2}
+#: so a change of the preset's lambda does not change a row). ``n_negatives`` and ``max_query_length``
+#: stay at the 2 and 64 every row was trained with before the preset moved to 4 negatives (row 7k) and
+#: 128-token queries (row 7p), so a resumed or re-run study means what it meant.
+STUDY_BUDGET: dict[str, Any] = {
+    "epochs": 1,
+    "max_train_prompts": 1000,
+    "eval_split": "",
+    "n_negatives": 2,
+    "max_query_length": 64,
+}
 QUERY_STYLE = "paper"
 #: The verdict's rules (issue 15): the most plausible attention at <= 1 point of MRR@10 cost.
 MAX_MRR_COST = 0.01
@@ -79,6 +86,10 @@ FULL_BUDGET: dict[str, tuple[str, list[str]]] = {
     "7i": ("lambda 5.0", [f"results/eval-validation-7i-s{s}.json" for s in (42, 43, 44)]),
     "7j": ("lambda 20.0", [f"results/eval-validation-7j-s{s}.json" for s in (42, 43, 44)]),
     "7k": ("lambda 5.0, 4 negatives (row 7i)", [f"results/eval-validation-7k-s{s}.json" for s in (42, 43, 44)]),
+    "7p": (
+        "lambda 5.0, 4 negatives, 128-token queries (row 7k)",
+        [f"results/eval-validation-7p-s{s}.json" for s in (42, 43, 44)],
+    ),
 }
 
 

@@ -234,9 +234,9 @@ def test_presets_and_config_files() -> None:
         load_config("nope")
     with pytest.raises(ConfigError, match="Invalid training config"):
         load_config(None, None, {"lr": -1})
-    best = yaml.safe_load((ROOT / "configs" / "07k_best_4negatives.yaml").read_text())["train"]
+    best = yaml.safe_load((ROOT / "configs" / "07p_best_query128.yaml").read_text())["train"]
     preset = {k: v for k, v in PRESETS["best"].items() if k != "output_dir"}
-    assert best == preset, "configs/07k_best_4negatives.yaml and PRESETS['best'] must hold the same settings"
+    assert best == preset, "configs/07p_best_query128.yaml and PRESETS['best'] must hold the same settings"
     for path in sorted((ROOT / "configs").glob("0*.yaml")):
         spec = yaml.safe_load(path.read_text())
         if spec["kind"] == "cera":
