@@ -35,9 +35,15 @@ def run_dir_for(output_dir: Path) -> Path:
     return output_dir.with_name(output_dir.name + ".run")
 
 
-def checkpoint_finished(output_dir: Path) -> bool:
-    """``output_dir`` holds a model (config and safetensors) whose training run is not still unfinished."""
-    has_model = (output_dir / "config.json").is_file() and any(output_dir.glob("*.safetensors"))
+def checkpoint_finished(output_dir: Path, model_file: str | None = None) -> bool:
+    """``output_dir`` holds a model whose training run is not still unfinished.
+
+    A model is ``model_file`` when given (a reader's heads), else a config and safetensors weights.
+    """
+    if model_file is not None:
+        has_model = (output_dir / model_file).is_file()
+    else:
+        has_model = (output_dir / "config.json").is_file() and any(output_dir.glob("*.safetensors"))
     return has_model and not RunState(run_dir_for(output_dir)).unfinished
 
 

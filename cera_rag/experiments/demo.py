@@ -123,10 +123,11 @@ def ensure_reader(
     """``reader`` if given, else an existing reader checkpoint, else a freshly trained ``quick`` reader."""
     if reader:
         return reader
-    from cera_rag.run_state import RunState, run_dir_for
+    from cera_rag.reader import HEADS_NAME
+    from cera_rag.run_state import RunState, checkpoint_finished, run_dir_for
 
     for c in DEFAULT_READERS:  # a reader whose training is unfinished holds only its best epoch so far
-        if (Path(c) / "reader_heads.safetensors").is_file() and not RunState(run_dir_for(Path(c))).unfinished:
+        if checkpoint_finished(Path(c), HEADS_NAME):
             return c
     from cera_rag.reader_train import ReaderTrainer, load_reader_config
 
