@@ -163,6 +163,7 @@ def test_onnx_backend_matches_torch(reader: CERAReader, tmp_path: Path) -> None:
     passages = [PASSAGE, "No difference was seen in this trial.", ""]
     fast = reader.to_onnx(folder=tmp_path / "onnx")
     assert fast.backend == "onnx"
+    assert reader.model.config._attn_implementation == "sdpa"  # exported eager, switched back
     np.testing.assert_allclose(fast.score(PAIN_Q, passages), reader.score(PAIN_Q, passages), rtol=1e-4, atol=1e-5)
     got, want = fast.evidence_spans(PAIN_Q, passages), reader.evidence_spans(PAIN_Q, passages)
     assert [[(s.start, s.end) for s in row] for row in got] == [[(s.start, s.end) for s in row] for row in want]
