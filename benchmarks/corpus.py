@@ -53,10 +53,14 @@ def unique_passages(data_dir: str | None = None, limit: int | None = None) -> li
 def cache_folder(model: str, backend: str, passages: list[tuple[str, str]], top_fraction: float) -> Path:
     """Where the vectors of these passages under this model and backend live (one folder per key)."""
     from cera_rag.encoders import weights_digest
+    from cera_rag.onnx_backend import GRAPH_FORMAT
     from cera_rag.paths import cache_dir
 
+    parts = [str(weights_digest(model) or model), backend, top_fraction]
+    if backend.startswith("onnx"):
+        parts.append(GRAPH_FORMAT)  # another export of the same weights encodes (slightly) other vectors
     key = hashlib.sha256()
-    key.update(json.dumps([str(weights_digest(model) or model), backend, top_fraction]).encode())
+    key.update(json.dumps(parts).encode())
     for pid, _ in passages:
         key.update(pid.encode())
     return cache_dir() / "bench-corpus" / key.hexdigest()[:16]
